@@ -1,0 +1,227 @@
+"""`Steerer`: a loaded model with its steering vectors, for notebooks, the console and the app.
+
+It holds only what every request shares (model, tokenizer, vectors, lazily loaded SAEs).
+Strengths, mode and settings are arguments of each call, so one `Steerer` serves many
+visitors at once and a strength changes between turns without reloading anything.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from . import inspector
+from .config import DemoConfig, FeatureSpec, GenerationSettings, load_config
+from .generation import Generation
+from .hooks import Edit, SteeringPlan, attach
+from .models import encode_chat, load_model, num_layers, special_token_ids
+from .sae import SAE
+from .sae_formats import open_sae, resolve_sae_folder
+from .vectors import SteeringVector, VectorSet, extract_vectors, vectors_for_config
+
+Strengths = Mapping[str, float | None] | Sequence[float | None] | None
+Messages = Sequence[Mapping[str, str]]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+class Steerer:
+    """Chat with, steer and inspect one model as a config describes it."""
+
+    def __init__(self, config: DemoConfig, model, tokenizer, vectors: VectorSet, log: Callable[[str], None] = _stderr):
+        self.config, self.model, self.tokenizer, self.vectors, self.log = config, model, tokenizer, vectors, log
+        self.n_layers = num_layers(model)
+        self.features: list[FeatureSpec] = list(config.features)
+        self.special_ids = special_token_ids(tokenizer)
+        self._saes: dict[int, SAE] = {}
+        self._lock = threading.Lock()
+        attach(model)
+
+    @classmethod
+    def from_config(cls, config: str | Path | DemoConfig = "demo.yaml", log: Callable[[str], None] = _stderr, **overrides) -> "Steerer":
+        """Load the config's model and vectors; `overrides` replace config fields (e.g. device="cpu")."""
+        if not isinstance(config, DemoConfig):
+            config = load_config(config)
+        if overrides:
+            config = replace(config, **overrides)
+        model, tokenizer = load_model(config.model_source(), device=config.device, dtype=config.dtype)
+        config.check_against(num_layers(model))
+        vectors = vectors_for_config(config, log=log)
+        return cls(config, model, tokenizer, vectors, log)
+
+    # ---- steering -------------------------------------------------------------------------
+
+    def default_strengths(self) -> dict[str, float]:
+        return {f.key: f.strength for f in self.features}
+
+    def feature(self, key: str | int) -> FeatureSpec:
+        """A feature by key (`L15:123`), by position, or by label."""
+        if isinstance(key, int):
+            if not 0 <= key < len(self.features):
+                raise KeyError(f"there is no feature #{key}; features are numbered 0..{len(self.features) - 1}")
+            return self.features[key]
+        for f in self.features:
+            if key in (f.key, f.label):
+                return f
+        known = ", ".join(f.key for f in self.features) or "none"
+        raise KeyError(f"unknown feature {key!r}; known: {known}")
+
+    def add_feature(self, layer: int, index: int, strength: float = 0.0, label: str | None = None, mode: str | None = None) -> FeatureSpec:
+        """Add a feature at run time (e.g. found with the inspector), extracting its vector from the SAE."""
+        spec = FeatureSpec(layer=layer, index=index, strength=strength, label=label, mode=mode)
+        if not 0 <= layer < self.n_layers:
+            raise ValueError(f"layer {layer} is outside this model (0..{self.n_layers - 1})")
+        with self._lock:
+            if any(f.key == spec.key for f in self.features):
+                return self.feature(spec.key)
+            if self.vectors.get(layer, index) is None:
+                self.vectors.vectors.update(extract_vectors(self.config, [spec], log=self.log).vectors)
+            self.features.append(spec)
+        return spec
+
+    def _resolve_strengths(self, strengths: Strengths) -> dict[str, float | None]:
+        resolved: dict[str, float | None] = self.default_strengths()
+        if strengths is None:
+            return resolved
+        if isinstance(strengths, Mapping):
+            for key, value in strengths.items():
+                resolved[self.feature(key).key] = None if value is None else float(value)
+            return resolved
+        values = list(strengths)
+        if len(values) != len(self.features):
+            raise ValueError(f"got {len(values)} strengths for {len(self.features)} features; give one per feature or a mapping")
+        return {f.key: None if v is None else float(v) for f, v in zip(self.features, values)}
+
+    def plan(
+        self,
+        strengths: Strengths = None,
+        mode: str | None = None,
+        steer_special_tokens: bool | None = None,
+        generated_only: bool | None = None,
+    ) -> SteeringPlan:
+        """The edits for one request. `mode` overrides every feature's own mode.
+
+        A strength of None switches a feature off. An add-mode feature at strength 0 is left
+        out too (it is a no-op); clamp and pin at 0 are real edits (they remove or ablate the
+        feature), so they stay.
+        """
+        values = self._resolve_strengths(strengths)
+        edits: dict[int, list[Edit]] = {}
+        for f in self.features:
+            s = values[f.key]
+            if s is None:
+                continue
+            if not math.isfinite(s):
+                raise ValueError(f"strength of {f.display_name} must be a finite number, got {s}")
+            m = mode or self.config.feature_mode(f)
+            if m == "add" and s == 0:
+                continue
+            v = self.vectors.get(f.layer, f.index)
+            if v is None:
+                raise KeyError(f"no steering vector for {f.key}: run `python -m steering.extract`")
+            edits.setdefault(f.layer, []).append(
+                Edit(m, v.direction, s, v.norm, self._activation_fn(v) if m == "pin" else None, f.display_name)
+            )
+        cfg = self.config
+        return SteeringPlan(
+            edits,
+            steer_special_tokens=cfg.steer_special_tokens if steer_special_tokens is None else steer_special_tokens,
+            generated_only=cfg.steer_generated_only if generated_only is None else generated_only,
+        )
+
+    def _activation_fn(self, v: SteeringVector) -> Callable[[Tensor], Tensor]:
+        if v.rule is not None:
+            return v.rule.activation
+        sae = self.sae(v.layer)  # TopK: a feature's activation depends on all the others
+        return lambda h: sae.encode(h.to(sae.W_enc.device))[..., v.index].to(h.device)
+
+    # ---- chat -----------------------------------------------------------------------------
+
+    def encode(self, messages: Messages, system_prompt: str | None = ...) -> Tensor:
+        """Token ids (1, T) of a conversation, rendered once through the chat template."""
+        system = self.config.system_prompt if system_prompt is ... else system_prompt
+        return encode_chat(self.tokenizer, [dict(m) for m in messages], system)
+
+    def stream(
+        self,
+        messages: Messages,
+        strengths: Strengths = None,
+        mode: str | None = None,
+        settings: GenerationSettings | None = None,
+        system_prompt: str | None = ...,
+        plan: SteeringPlan | None = None,
+        stop_event: threading.Event | None = None,
+    ) -> Generation:
+        """Start a steered answer to `messages`; iterate the result for text pieces."""
+        plan = plan if plan is not None else self.plan(strengths, mode)
+        return Generation(
+            self.model,
+            self.tokenizer,
+            self.encode(messages, system_prompt),
+            plan=plan,
+            settings=settings or self.config.generation,
+            special_ids=self.special_ids,
+            eos_ids=self._eos_ids(),
+            stop_event=stop_event,
+        ).start()
+
+    def chat(self, messages: Messages | str, **kwargs) -> str:
+        """The whole answer as a string; a plain string is one user message."""
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        return "".join(self.stream(messages, **kwargs))
+
+    def _eos_ids(self) -> list[int]:
+        ids = {self.tokenizer.eos_token_id}
+        gen_eos = self.model.generation_config.eos_token_id
+        ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+        return sorted(i for i in ids if i is not None)
+
+    # ---- inspection (read-only) -------------------------------------------------------------
+
+    @property
+    def inspector_layer(self) -> int:
+        return self.config.resolve_inspector_layer(self.n_layers)
+
+    def sae(self, layer: int | None = None) -> SAE:
+        """The full SAE of `layer` (default: the inspector layer), loaded once on first use."""
+        layer = self.inspector_layer if layer is None else layer
+        with self._lock:
+            if layer not in self._saes:
+                if self.config.sae is None:
+                    raise ValueError("the config names no SAE (`sae:` section), so there is nothing to inspect with")
+                folder = resolve_sae_folder(self.config.sae_source(), self.config.sae.subfolder(layer), self.config.sae.revision)
+                sae = open_sae(folder, self.config.sae.format).load()
+                if sae.d_in != self.model.config.hidden_size:
+                    raise ValueError(f"the SAE in {folder} reads width {sae.d_in}, but the model's residual width is {self.model.config.hidden_size}")
+                sae.meta.setdefault("layer", layer)
+                self._saes[layer] = sae
+            return self._saes[layer]
+
+    def encode_prompts(self, prompts: Sequence[str], layer: int | None = None, chat: bool = True) -> Tensor:
+        layer = self.inspector_layer if layer is None else layer
+        return inspector.encode_prompts(self.model, self.tokenizer, self.sae(layer), prompts, layer, chat=chat, system_prompt=self.config.system_prompt)
+
+    def inspect(self, prompt: str, n: int = 10, layer: int | None = None, chat: bool = True) -> list[inspector.FeatureActivation]:
+        """The strongest features at the prompt's last token, unsteered."""
+        return inspector.top_features(self.encode_prompts([prompt], layer, chat)[0], n)
+
+    def differential(self, positive: Sequence[str], negative: Sequence[str], n: int = 20, layer: int | None = None, chat: bool = True):
+        """Features that fire more on `positive` prompts than on `negative` ones."""
+        return inspector.differential_features(self.encode_prompts(positive, layer, chat), self.encode_prompts(negative, layer, chat), n)
+
+    def scan(self, prompts: Sequence[str], index: int, layer: int | None = None, chat: bool = True) -> Tensor:
+        return inspector.scan_prompts_for_feature(self.encode_prompts(prompts, layer, chat), index)
+
+    def token_activations(self, prompt: str, index: int, layer: int | None = None, chat: bool = True) -> list[tuple[str, float]]:
+        layer = self.inspector_layer if layer is None else layer
+        return inspector.token_activations(self.model, self.tokenizer, self.sae(layer), prompt, index, layer, chat, self.config.system_prompt)
