@@ -20,12 +20,20 @@ from torch import Tensor
 from . import inspector
 from .config import DemoConfig, FeatureSpec, GenerationSettings, load_config
 from .generation import Generation
-from .hooks import Edit, SteeringPlan, attach
+from .hooks import Edit, SteeringPlan, attach, steering
 from .models import encode_chat, load_model, num_layers, special_token_ids
 from .sae import SAE
 from .sae_formats import open_sae, resolve_sae_folder
 from .vectors import SteeringVector, VectorSet, extract_vectors, vectors_for_config
 
+NORM_TEXTS = (
+    "The weather was mild, so we walked to the market and bought bread, cheese and a few apples.",
+    "To install the package, run the command below and then restart your terminal.",
+    "She asked whether the meeting could be moved to Thursday afternoon instead.",
+    "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen.",
+    "I'm sorry to hear that. Would you like some tips on getting better sleep?",
+    "The committee approved the budget after a long debate about school funding.",
+)
 Strengths = Mapping[str, float | None] | Sequence[float | None] | None
 Messages = Sequence[Mapping[str, str]]
 
@@ -43,6 +51,7 @@ class Steerer:
         self.features: list[FeatureSpec] = list(config.features)
         self.special_ids = special_token_ids(tokenizer)
         self._saes: dict[int, SAE] = {}
+        self._norms: dict[int, float] = {}
         self._lock = threading.Lock()
         attach(model)
 
@@ -75,31 +84,48 @@ class Steerer:
         known = ", ".join(f.key for f in self.features) or "none"
         raise KeyError(f"unknown feature {key!r}; known: {known}")
 
-    def add_feature(self, layer: int, index: int, strength: float = 0.0, label: str | None = None, mode: str | None = None) -> FeatureSpec:
-        """Add a feature at run time (e.g. found with the inspector), extracting its vector from the SAE."""
-        spec = FeatureSpec(layer=layer, index=index, strength=strength, label=label, mode=mode)
+    def vector(self, layer: int, index: int) -> SteeringVector:
+        """The steering vector of a feature: from the vectors file, else read once from the SAE and kept."""
+        found = self.vectors.get(layer, index)
+        if found is not None:
+            return found
         if not 0 <= layer < self.n_layers:
             raise ValueError(f"layer {layer} is outside this model (0..{self.n_layers - 1})")
         with self._lock:
+            found = self.vectors.get(layer, index)
+            if found is None:
+                extracted = extract_vectors(self.config, [FeatureSpec(layer=layer, index=index)], log=self.log)
+                self.vectors.vectors.update(extracted.vectors)
+                found = extracted.get(layer, index)
+        return found
+
+    def add_feature(self, layer: int, index: int, strength: float = 0.0, label: str | None = None, mode: str | None = None) -> FeatureSpec:
+        """Add a feature to this Steerer's list for everyone using it (the console); per-visitor
+        features go to `plan(features=...)` instead."""
+        spec = FeatureSpec(layer=layer, index=index, strength=strength, label=label, mode=mode)
+        self.vector(layer, index)
+        with self._lock:
             if any(f.key == spec.key for f in self.features):
                 return self.feature(spec.key)
-            if self.vectors.get(layer, index) is None:
-                self.vectors.vectors.update(extract_vectors(self.config, [spec], log=self.log).vectors)
             self.features.append(spec)
         return spec
 
-    def _resolve_strengths(self, strengths: Strengths) -> dict[str, float | None]:
-        resolved: dict[str, float | None] = self.default_strengths()
+    def _resolve_strengths(self, strengths: Strengths, features: Sequence[FeatureSpec]) -> dict[str, float | None]:
+        resolved: dict[str, float | None] = {f.key: f.strength for f in features}
         if strengths is None:
             return resolved
         if isinstance(strengths, Mapping):
+            by_key = {f.key: f for f in features} | {f.label: f for f in features if f.label}
             for key, value in strengths.items():
-                resolved[self.feature(key).key] = None if value is None else float(value)
+                if key not in by_key:
+                    known = ", ".join(f.key for f in features) or "none"
+                    raise KeyError(f"unknown feature {key!r}; known: {known}")
+                resolved[by_key[key].key] = None if value is None else float(value)
             return resolved
         values = list(strengths)
-        if len(values) != len(self.features):
-            raise ValueError(f"got {len(values)} strengths for {len(self.features)} features; give one per feature or a mapping")
-        return {f.key: None if v is None else float(v) for f, v in zip(self.features, values)}
+        if len(values) != len(features):
+            raise ValueError(f"got {len(values)} strengths for {len(features)} features; give one per feature or a mapping")
+        return {f.key: None if v is None else float(v) for f, v in zip(features, values)}
 
     def plan(
         self,
@@ -107,16 +133,19 @@ class Steerer:
         mode: str | None = None,
         steer_special_tokens: bool | None = None,
         generated_only: bool | None = None,
+        features: Sequence[FeatureSpec] | None = None,
     ) -> SteeringPlan:
         """The edits for one request. `mode` overrides every feature's own mode.
 
         A strength of None switches a feature off. An add-mode feature at strength 0 is left
         out too (it is a no-op); clamp and pin at 0 are real edits (they remove or ablate the
-        feature), so they stay.
+        feature), so they stay. `features` defaults to this Steerer's list; a caller serving
+        several visitors passes each visitor's own list.
         """
-        values = self._resolve_strengths(strengths)
+        features = self.features if features is None else list(features)
+        values = self._resolve_strengths(strengths, features)
         edits: dict[int, list[Edit]] = {}
-        for f in self.features:
+        for f in features:
             s = values[f.key]
             if s is None:
                 continue
@@ -125,9 +154,7 @@ class Steerer:
             m = mode or self.config.feature_mode(f)
             if m == "add" and s == 0:
                 continue
-            v = self.vectors.get(f.layer, f.index)
-            if v is None:
-                raise KeyError(f"no steering vector for {f.key}: run `python -m steering.extract`")
+            v = self.vector(f.layer, f.index)
             edits.setdefault(f.layer, []).append(
                 Edit(m, v.direction, s, v.norm, self._activation_fn(v) if m == "pin" else None, f.display_name)
             )
@@ -207,13 +234,26 @@ class Steerer:
                 self._saes[layer] = sae
             return self._saes[layer]
 
-    def encode_prompts(self, prompts: Sequence[str], layer: int | None = None, chat: bool = True) -> Tensor:
+    def encode_prompts(self, prompts: Sequence[str], layer: int | None = None, chat: bool = True, plan: SteeringPlan | None = None) -> Tensor:
+        """Codes (N, F) at each prompt's last token; unsteered unless a `plan` is given."""
         layer = self.inspector_layer if layer is None else layer
-        return inspector.encode_prompts(self.model, self.tokenizer, self.sae(layer), prompts, layer, chat=chat, system_prompt=self.config.system_prompt)
+        sae = self.sae(layer)
+        with steering(self.model, plan):
+            return inspector.encode_prompts(self.model, self.tokenizer, sae, prompts, layer, chat=chat, system_prompt=self.config.system_prompt)
 
-    def inspect(self, prompt: str, n: int = 10, layer: int | None = None, chat: bool = True) -> list[inspector.FeatureActivation]:
-        """The strongest features at the prompt's last token, unsteered."""
-        return inspector.top_features(self.encode_prompts([prompt], layer, chat)[0], n)
+    def inspect(self, prompt: str, n: int = 10, layer: int | None = None, chat: bool = True, plan: SteeringPlan | None = None) -> list[inspector.FeatureActivation]:
+        """The strongest features at the prompt's last token (unsteered unless a `plan` is given)."""
+        return inspector.top_features(self.encode_prompts([prompt], layer, chat, plan)[0], n)
+
+    def typical_norm(self, layer: int) -> float:
+        """Mean residual norm at `layer` over ordinary text (special-token positions left out),
+        computed once: what makes a strength mean something on this layer."""
+        with self._lock:
+            if layer not in self._norms:
+                h = inspector.residuals(self.model, self.tokenizer, NORM_TEXTS, layer, chat=False, last_token_only=False)
+                norms = [x[1:].norm(dim=-1) for x in h]  # the first position's norm is an outlier in most models
+                self._norms[layer] = float(torch.cat(norms).mean())
+            return self._norms[layer]
 
     def differential(self, positive: Sequence[str], negative: Sequence[str], n: int = 20, layer: int | None = None, chat: bool = True):
         """Features that fire more on `positive` prompts than on `negative` ones."""

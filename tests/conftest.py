@@ -28,3 +28,64 @@ def tiny_llama():
     model = LlamaForCausalLM(config).eval()
     model.requires_grad_(False)
     return model
+
+
+def write_test_demo(folder, features=None, **extra):
+    """A demo.yaml on the real embedded model with a test-written SAE (random directions) at layer 15."""
+    import yaml
+
+    from tests.helpers import random_sae, write_sae
+
+    write_sae(folder / "sae" / "layer_15", random_sae(576, 256, "jumprelu", seed=11, layer=15))
+    data = {
+        "model": "embedded:smollm2-135m-instruct",
+        "sae": {"source": "./sae", "format": "saelens", "path": "layer_{layer}"},
+        "features": features if features is not None else [
+            {"layer": 15, "index": 3, "strength": 0.0, "label": "test direction A"},
+            {"layer": 15, "index": 4, "strength": 0.0, "label": "test direction B", "mode": "clamp"},
+        ],
+        "generation": {"max_new_tokens": 24, "temperature": 0.0, "top_p": 0.9, "repetition_penalty": 1.0, "seed": 0},
+        "inspector_layer": 15,
+        **extra,
+    }
+    (folder / "demo.yaml").write_text(yaml.safe_dump(data))
+    return folder / "demo.yaml"
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """`python app.py` on a free loopback port, serving the test demo; yields its URL."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    demo = write_test_demo(tmp_path_factory.mktemp("app"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(demo.parent / "app.log", "w")
+    env = {**os.environ, "STEERING_CONFIG": str(demo), "PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except Exception:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise RuntimeError(f"the app did not start: {(demo.parent / 'app.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()

@@ -1,0 +1,115 @@
+"""The app's request logic on the real model, without Gradio."""
+
+from dataclasses import replace
+
+import pytest
+
+from steering.config import GenerationSettings, load_config
+from steering.limits import Limits, UserError
+from steering.service import DemoService, message_text, plain_history
+from steering.session import Steerer
+from steering.share import SteeringSetup
+from steering.vectors import vectors_for_config
+from tests.conftest import write_test_demo
+
+
+@pytest.fixture(scope="module")
+def service(smollm2, tmp_path_factory):
+    config = load_config(write_test_demo(tmp_path_factory.mktemp("svc")))
+    steerer = Steerer(config, *smollm2, vectors_for_config(config, log=lambda m: None))
+    return DemoService(steerer, Limits(max_new_tokens=64))
+
+
+def test_gradio_message_parts_become_plain_turns():
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "Hel"}, {"type": "text", "text": "lo"}]},
+        {"role": "assistant", "content": "Hi!"},
+        {"role": "user", "content": [{"type": "file", "path": "/etc/passwd"}]},
+        {"role": "system", "content": "ignored"},
+    ]
+    assert plain_history(history) == [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi!"}]
+    assert message_text({"type": "text", "text": "x"}) == "x"
+
+
+def test_sliders_span_the_layers_typical_norm(service):
+    sliders = service.sliders(service.defaults())
+    assert [s.key for s in sliders] == ["L15:3", "L15:4"]
+    norm = service.steerer.typical_norm(15)
+    assert 120 < norm < 260
+    assert sliders[0].maximum == round(norm) and sliders[0].minimum == -round(norm)
+    assert sliders[1].mode == "clamp" and sliders[0].mode == "add"
+
+
+def test_validation_clamps_strengths_and_caps_tokens(service):
+    setup = replace(service.defaults(), strengths={"L15:3": 1e9, "L99:1": 3.0}, generation=GenerationSettings(max_new_tokens=5000))
+    fixed, notices = service.validated(setup)
+    assert fixed.strengths["L15:3"] == service.slider_range(service.steerer.features[0])[1]
+    assert fixed.generation.max_new_tokens == 64
+    assert any("outside its range" in n for n in notices) and any("unknown feature L99:1" in n for n in notices)
+    with pytest.raises(UserError, match="must be a finite number"):
+        service.validated(replace(setup, strengths={"L15:3": float("nan")}))
+    with pytest.raises(UserError, match="Layer 40 is outside this model"):
+        service.validated(replace(setup, custom=((40, 1),)))
+    with pytest.raises(UserError, match="Feature 256 is outside the SAE"):
+        service.validated(replace(setup, custom=((15, 256),)))
+    with pytest.raises(UserError, match="At most 8 features"):
+        service.validated(replace(setup, custom=tuple((15, i) for i in range(9))))
+
+
+def test_chat_streams_and_compare_gives_the_unsteered_answer(service):
+    base = service.defaults()
+    plain = list(service.chat("What is the capital of France?", [], base))
+    assert len(plain) > 3 and "Paris" in plain[-1].steered and plain[-1].unsteered is None
+    steered = replace(base, strengths={"L15:3": 120.0}, compare=True)
+    both = list(service.chat("What is the capital of France?", [], steered))[-1]
+    assert both.unsteered == plain[-1].steered  # same prompt and seed, no steering
+    assert both.steered != both.unsteered
+
+
+def test_custom_features_are_per_visitor(service):
+    setup = replace(service.defaults(), custom=((15, 10),), strengths={"L15:10": 150.0})
+    keys = [s.key for s in service.sliders(setup)]
+    assert keys == ["L15:3", "L15:4", "L15:10"] and [s.custom for s in service.sliders(setup)] == [False, False, True]
+    assert [f.key for f in service.steerer.features] == ["L15:3", "L15:4"]  # the shared list is untouched
+    changed = list(service.chat("Say hello.", [], setup))[-1].steered
+    same = list(service.chat("Say hello.", [], service.defaults()))[-1].steered
+    assert changed != same
+
+
+def test_bad_messages_are_refused_with_reasons(service):
+    with pytest.raises(UserError, match="The message is empty"):
+        list(service.chat("  \x00 ", [], service.defaults()))
+    with pytest.raises(UserError, match="the limit is 2048"):
+        list(service.chat("x" * 3000, [], service.defaults()))
+
+
+def test_long_history_is_trimmed_with_a_notice(service):
+    small = DemoService(service.steerer, Limits(max_new_tokens=8, max_prompt_tokens=120))
+    history = [{"role": "user", "content": "Tell me a long story about dragons. " * 3}, {"role": "assistant", "content": "Once upon a time " * 10}] * 3
+    first = next(iter(small.chat("And then?", history, replace(small.defaults(), generation=GenerationSettings(max_new_tokens=8, temperature=0)))))
+    assert any("oldest exchange(s) were left out" in n for n in first.notices)
+
+
+def test_inspector_calls_match_the_library(service):
+    rows = service.inspect("The ocean is deep and blue.", n=5)
+    lib = service.steerer.inspect("The ocean is deep and blue.", n=5)
+    assert [r["index"] for r in rows] == [r.index for r in lib]
+    assert rows[0]["activation"] == pytest.approx(lib[0].value, abs=1e-3)
+    steered = service.inspect("The ocean is deep and blue.", replace(service.defaults(), strengths={"L15:3": 150.0}), steered=True, n=5)
+    assert steered != rows
+    scan, rate = service.scan("sea\nwaves\ntaxes", rows[0]["index"])
+    assert len(scan) == 3 and 0 <= rate <= 1
+    concept = service.concept_search("the ocean", n=3)
+    assert len(concept) == 3 and concept[0]["score"] >= concept[-1]["score"]
+    with pytest.raises(UserError, match="Feature 300 is outside the SAE"):
+        service.scan("sea", 300)
+    with pytest.raises(UserError, match="whole number"):
+        service.token_activations("sea", 2.5)
+
+
+def test_inspector_without_an_sae_says_how_to_enable_it(smollm2, tmp_path):
+    (tmp_path / "demo.yaml").write_text("model: embedded:smollm2-135m-instruct\n")
+    config = load_config(tmp_path / "demo.yaml")
+    svc = DemoService(Steerer(config, *smollm2, vectors_for_config(config)))
+    with pytest.raises(UserError, match="no SAE configured.*add an `sae:` section"):
+        svc.inspect("hello")
