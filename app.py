@@ -368,6 +368,8 @@ with gr.Blocks(title="Steering with SAE features") as demo:
                     gr.Markdown("### Steering")
                     mode = gr.Radio(["own", *MODES], value="own", label="Mode", info="add: push along the feature · clamp: set its component · pin: set the SAE's activation · own: each feature's configured mode", elem_id="mode")
                     compare = gr.Checkbox(label="Compare with the unsteered answer", value=False, elem_id="compare")
+                    if STEERER.notice:
+                        gr.Markdown(f"_{STEERER.notice}_")
                     if not STEERER.features:
                         gr.Markdown("_No features configured in demo.yaml yet: add one from the inspector (\"Steer with this feature\")._")
                     slot_rows, slot_sliders, slot_checks = [], [], []

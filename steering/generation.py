@@ -18,6 +18,9 @@ from .config import GenerationSettings
 from .hooks import SteeringPlan, steering
 
 
+PLAIN_TURN_STOP = "\nUser:"
+
+
 def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
     """Mask (to -inf) the tokens outside the smallest set whose probability reaches top_p."""
     if top_p >= 1.0:
@@ -109,21 +112,32 @@ class Generation:
         self._thread = threading.Thread(target=self._run, name="steering-generate", daemon=True)
         self._started = False
 
-    def _run(self) -> None:
+    def generate_kwargs(self) -> dict:
+        """Arguments of `model.generate` for this request (shared with other backends)."""
         s = self.settings
-        processors = []
-        if s.temperature > 0:
-            processors.append(SeededSampler(s.temperature, s.top_p, s.seed, self.input_ids.device))
+        processors = [SeededSampler(s.temperature, s.top_p, s.seed, self.input_ids.device)] if s.temperature > 0 else []
+        kwargs = dict(
+            input_ids=self.input_ids,
+            attention_mask=torch.ones_like(self.input_ids),
+            generation_config=_generation_config(self.model, s, self.eos_ids),
+            logits_processor=processors,
+            stopping_criteria=[StopOnEvent(self.stop_event)],
+            streamer=self.streamer,
+        )
+        if not getattr(self.tokenizer, "chat_template", None):  # plain completion: stop before a new turn
+            kwargs["generation_config"].stop_strings = [PLAIN_TURN_STOP]
+            kwargs["tokenizer"] = self.tokenizer
+        return kwargs
+
+    def generate(self, kwargs: dict) -> Tensor:
+        """Run generation on the worker thread, steered by request-scoped hooks."""
+        with steering(self.model, self.plan, self.input_ids, self.special_ids):
+            return self.model.generate(**kwargs)
+
+    def _run(self) -> None:
         try:
-            with torch.inference_mode(), steering(self.model, self.plan, self.input_ids, self.special_ids):
-                self.output_ids = self.model.generate(
-                    input_ids=self.input_ids,
-                    attention_mask=torch.ones_like(self.input_ids),
-                    generation_config=_generation_config(self.model, s, self.eos_ids),
-                    logits_processor=processors,
-                    stopping_criteria=[StopOnEvent(self.stop_event)],
-                    streamer=self.streamer,
-                )
+            with torch.inference_mode():
+                self.output_ids = self.generate(self.generate_kwargs())
         except BaseException as exc:  # surfaced to the consumer in __iter__
             self.error = exc
             self.streamer.end()

@@ -50,6 +50,11 @@ class Steerer:
         self.n_layers = num_layers(model)
         self.features: list[FeatureSpec] = list(config.features)
         self.special_ids = special_token_ids(tokenizer)
+        self.notice: str | None = None
+        if not getattr(tokenizer, "chat_template", None):
+            self.notice = (f"{config.model} has no chat template: chatting as plain completion "
+                           "(a 'User: ... / Assistant:' transcript), so answers may be rougher than a chat model's.")
+            log(self.notice)
         self._saes: dict[int, SAE] = {}
         self._norms: dict[int, float] = {}
         self._lock = threading.Lock()

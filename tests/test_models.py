@@ -144,3 +144,24 @@ def test_decoder_layers_on_tiny_gpt2() -> None:
 def test_decoder_layers_error_is_clear() -> None:
     with pytest.raises(ValueError, match="Linear.*DECODER_LAYER_PATHS"):
         decoder_layers(torch.nn.Linear(2, 2))
+
+
+def test_model_without_chat_template_chats_as_plain_completion(tmp_path):
+    """A tokenizer with no chat template: a notice, a plain transcript, and the answer stops at the next turn."""
+    from steering.config import GenerationSettings, parse_config
+    from steering.default_model import EMBEDDED_MODEL, ensure_default_model
+    from steering.session import Steerer
+    from steering.vectors import VectorSet
+
+    model, _ = load_model(EMBEDDED_MODEL, device="cpu")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(ensure_default_model())
+    tok.chat_template = None
+    notes = []
+    steerer = Steerer(parse_config({"model": EMBEDDED_MODEL}), model, tok, VectorSet(EMBEDDED_MODEL, {}), log=notes.append)
+    assert steerer.notice and "no chat template" in notes[0]
+    text = render_chat(tok, [{"role": "user", "content": "Hi"}])
+    assert text == "User: Hi\nAssistant:"
+    answer = steerer.chat("What is the capital of France?", settings=GenerationSettings(max_new_tokens=40, temperature=0.0))
+    assert answer.strip() and "\nUser:" not in answer.rstrip().removesuffix("User:")

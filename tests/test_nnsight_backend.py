@@ -1,0 +1,58 @@
+"""The nnsight backend produces exactly the hooks backend's greedy text for the same steering."""
+
+import pytest
+import torch
+
+from steering.config import GenerationSettings
+from steering.generation import Generation
+from steering.hooks import Edit, SteeringPlan
+from steering.models import encode_chat
+from steering.nnsight_backend import NNsightGeneration
+from tests.helpers import random_sae
+
+pytest.importorskip("nnsight", reason="CI installs nnsight (requirements-dev.txt); this module tests it")
+
+GREEDY = GenerationSettings(max_new_tokens=16, temperature=0.0, repetition_penalty=1.0)
+
+
+def _text(cls, smollm2, plan, prompt="Tell me about the sea.", settings=GREEDY):
+    model, tok = smollm2
+    ids = encode_chat(tok, [{"role": "user", "content": prompt}])
+    return "".join(cls(model, tok, ids, plan=plan, settings=settings, eos_ids=[tok.eos_token_id]))
+
+
+def _unit(seed):
+    v = torch.randn(576, generator=torch.Generator().manual_seed(seed))
+    return v / v.norm()
+
+
+PIN_SAE = random_sae(576, 16, "jumprelu", seed=3, layer=12)
+PLANS = {
+    "add on two layers": SteeringPlan({10: [Edit("add", _unit(1), 40.0)], 15: [Edit("add", _unit(2), 60.0)]}),
+    "clamp, two features on one layer": SteeringPlan({15: [Edit("clamp", _unit(3), 30.0), Edit("clamp", _unit(4), -20.0)]}),
+    "pin": SteeringPlan({12: [Edit("pin", PIN_SAE.W_dec[5] / PIN_SAE.W_dec[5].norm(), 40.0, float(PIN_SAE.W_dec[5].norm()), PIN_SAE.feature_rule(5).activation)]}),
+}
+
+
+@pytest.mark.parametrize("name", list(PLANS))
+def test_same_greedy_text_as_hooks(smollm2, name):
+    hooks = _text(Generation, smollm2, PLANS[name])
+    assert hooks != _text(Generation, smollm2, None)  # the steering does change the text
+    assert _text(NNsightGeneration, smollm2, PLANS[name]) == hooks
+
+
+def test_unsteered_and_early_end(smollm2):
+    s = GenerationSettings(max_new_tokens=60, temperature=0.0, repetition_penalty=1.0)
+    prompt = "What is the capital of France? Answer in one word."
+    assert _text(NNsightGeneration, smollm2, None, prompt, s) == _text(Generation, smollm2, None, prompt, s)
+
+
+def test_seeded_sampling_matches(smollm2):
+    s = GenerationSettings(max_new_tokens=12, temperature=0.8, top_p=0.9, seed=5)
+    assert _text(NNsightGeneration, smollm2, PLANS["add on two layers"], settings=s) == _text(Generation, smollm2, PLANS["add on two layers"], settings=s)
+
+
+def test_position_options_are_refused_with_a_reason(smollm2):
+    plan = SteeringPlan({15: [Edit("add", _unit(1), 5.0)]}, generated_only=True)
+    with pytest.raises(ValueError, match="need backend: hooks"):
+        _text(NNsightGeneration, smollm2, plan)
