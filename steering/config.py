@@ -67,10 +67,12 @@ __all__ = [
 MODES = ("add", "clamp", "pin")
 """Steering modes (see notes/steering-math.md): add `h + s u`, clamp the component along u to s, pin the SAE's reading to s."""
 
-SAE_FORMATS = ("auto", "saelens", "dictionary_learning")
+SAE_FORMATS = ("auto", "saelens", "dictionary_learning", "gemma_scope", "qwen_scope", "sparsify", "goodfire")
 """SAE weight formats `sae.format` may name; `auto` detects from the files. Extend here when a loader is added."""
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+BACKENDS = ("hooks", "nnsight")
 """Values of `dtype`."""
 
 DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
@@ -311,8 +313,10 @@ class FeatureSpec:
         return d
 
 
-def _sae_problems(prefix: str, source: Any, fmt: Any, path: Any, revision: Any) -> list[str]:
+def _sae_problems(prefix: str, source: Any, fmt: Any, path: Any, revision: Any, k: Any = None) -> list[str]:
     problems: list[str] = []
+    if k is not None:
+        _check_int(problems, f"{prefix}.k", k, 50, minimum=1)
     _check_str(problems, f"{prefix}.source", source, "write source: <Hub repo id or local folder>, e.g. andyrdt/saes-llama-3.1-8b-instruct")
     if fmt not in SAE_FORMATS:
         problems.append(_problem(f"{prefix}.format", f"must be one of {', '.join(SAE_FORMATS)}", fmt, "write format: auto to detect it from the files"))
@@ -333,9 +337,11 @@ class SAESpec:
     """Subfolder per layer inside `source`, with `{layer}` substituted; None: weights at the top of `source`."""
     revision: str | None = None
     """Hub revision (branch, tag or commit); None: the default branch."""
+    k: int | None = None
+    """TopK's k where the files do not record it (Qwen-Scope); None: read it from the files or the repo name."""
 
     def __post_init__(self) -> None:
-        _raise(_sae_problems("sae", self.source, self.format, self.path, self.revision))
+        _raise(_sae_problems("sae", self.source, self.format, self.path, self.revision, self.k))
 
     def subfolder(self, layer: int) -> str | None:
         """The subfolder holding `layer`'s SAE, or None when weights sit at the top of `source`."""
@@ -345,7 +351,10 @@ class SAESpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical mapping form."""
-        return {"source": self.source, "format": self.format, "path": self.path, "revision": self.revision}
+        d = {"source": self.source, "format": self.format, "path": self.path, "revision": self.revision}
+        if self.k is not None:
+            d["k"] = self.k
+        return d
 
 
 def _generation_problems(prefix: str, max_new_tokens: Any, temperature: Any, top_p: Any, repetition_penalty: Any, seed: Any) -> list[str]:
@@ -446,6 +455,8 @@ class DemoConfig:
     """Layer the inspector reads; None: the first feature's layer, else the middle layer."""
     vectors: str = DEFAULT_VECTORS
     """Pre-extracted vectors file, relative to base_dir."""
+    backend: str = "hooks"
+    """hooks (this library's request-scoped hooks) or nnsight (the same edits as nnsight interventions; needs nnsight)."""
     base_dir: Path = Path(".")
     """Folder relative paths resolve against (the YAML's folder)."""
 
@@ -457,6 +468,8 @@ class DemoConfig:
         problems += _scalar_problems(self.device, self.dtype, self.mode, self.system_prompt, self.inspector_layer, self.vectors)
         _check_bool(problems, "steer_special_tokens", self.steer_special_tokens)
         _check_bool(problems, "steer_generated_only", self.steer_generated_only)
+        if self.backend not in BACKENDS:
+            problems.append(_problem("backend", f"must be one of {', '.join(BACKENDS)}", self.backend, "write backend: hooks"))
         problems += _cross_problems(self.features, self.sae, self.mode, vectors_given=True)
         _raise(problems)
 
@@ -534,6 +547,7 @@ class DemoConfig:
             "system_prompt": self.system_prompt,
             "inspector_layer": self.inspector_layer,
             "vectors": self.vectors,
+            "backend": self.backend,
         }
 
 
@@ -595,8 +609,9 @@ _TOP_KEYS = (
     "system_prompt",
     "inspector_layer",
     "vectors",
+    "backend",
 )
-_SAE_KEYS = ("source", "format", "path", "revision")
+_SAE_KEYS = ("source", "format", "path", "revision", "k")
 _FEATURE_KEYS = ("layer", "index", "strength", "label", "mode", "range")
 _GEN_KEYS = ("max_new_tokens", "temperature", "top_p", "repetition_penalty", "seed")
 _MISSING = object()
@@ -754,6 +769,9 @@ def parse_config(data: Mapping, base_dir: Path = Path(".")) -> DemoConfig:
     problems += _scalar_problems(device, dtype, mode, system_prompt, inspector_layer, vectors)
     if features_ok and sae_ok and mode_ok:
         problems += _cross_problems(tuple(features), sae, mode, vectors_given)
+    backend = data.get("backend", "hooks")
+    if backend not in BACKENDS:
+        problems.append(_problem("backend", f"must be one of {', '.join(BACKENDS)}", backend, "write backend: hooks"))
 
     _raise(problems)
     return DemoConfig(
@@ -769,6 +787,7 @@ def parse_config(data: Mapping, base_dir: Path = Path(".")) -> DemoConfig:
         system_prompt=system_prompt,
         inspector_layer=inspector_layer,
         vectors=vectors,
+        backend=backend,
         base_dir=Path(base_dir),
     )
 
@@ -810,11 +829,12 @@ def _parse_sae(problems: list[str], data: Mapping) -> SAESpec | None:
     fmt = section.get("format", "auto")
     path = None if path is _MISSING else path
     revision = section.get("revision")
-    found = _sae_problems("sae", source, fmt, path, revision)
+    k = section.get("k")
+    found = _sae_problems("sae", source, fmt, path, revision, k)
     if found:
         problems += found
         return None
-    return SAESpec(source=source, format=fmt, path=path, revision=revision)
+    return SAESpec(source=source, format=fmt, path=path, revision=revision, k=k)
 
 
 def _parse_generation(problems: list[str], data: Mapping) -> GenerationSettings | None:

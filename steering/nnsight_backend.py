@@ -4,7 +4,8 @@ Optional: needs `pip install nnsight`. Select it with `backend: nnsight` in demo
 edits each steered layer's output inside an nnsight generation trace instead of through this
 library's hooks, and streams through the same `TextIteratorStreamer`. It steers every
 position: the position options (`steer_special_tokens: false`, `steer_generated_only: true`)
-are hooks-backend features and are refused here with a message.
+are hooks-backend features and are refused here with a message. Requests take turns on
+this backend (see `NNsightGeneration`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .hooks import SteeringPlan
 from .models import DECODER_LAYER_PATHS, decoder_layers
 
 _wrapped: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_run_locks: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _wrap_lock = threading.Lock()
 
 
@@ -32,6 +34,7 @@ def nnsight_model(model, tokenizer):
     with _wrap_lock:
         if model not in _wrapped:
             _wrapped[model] = LanguageModel(model, tokenizer=tokenizer)
+            _run_locks[model] = threading.Lock()
         return _wrapped[model]
 
 
@@ -62,7 +65,11 @@ def check_plan(plan: SteeringPlan | None) -> None:
 
 
 class NNsightGeneration(Generation):
-    """A `Generation` whose steering is written as nnsight interventions."""
+    """A `Generation` whose steering is written as nnsight interventions.
+
+    nnsight cannot run two traces of one model from different threads at once, so requests on
+    this backend take turns (one lock per model); the hooks backend has no such limit.
+    """
 
     def generate(self, kwargs: dict) -> Tensor | None:
         check_plan(self.plan)
@@ -71,7 +78,7 @@ class NNsightGeneration(Generation):
         plan = self.plan if self.plan is not None else SteeringPlan()
         input_ids = kwargs.pop("input_ids")
         steps = self.settings.max_new_tokens
-        with warnings.catch_warnings(), lm.generate(input_ids, **kwargs) as tracer:
+        with _run_locks[self.model], warnings.catch_warnings(), lm.generate(input_ids, **kwargs) as tracer:
             warnings.filterwarnings("ignore", message=".*was never reached.*")  # generation ended before max_new_tokens
             for _ in tracer.iter[:steps]:  # one iteration per forward pass; fewer if generation ends early
                 for layer in plan.layers:

@@ -9,6 +9,9 @@ Activation rules (x is a residual vector, pre = (x - b_dec [if apply_b_dec_to_in
               inference (`f = relu(pre)`, keep `f > threshold`, one global threshold) is exactly this rule
               with the global threshold expanded to (d_sae,).
 - "topk":     keep the k largest entries of pre, relu on the kept values, zero elsewhere (SAELens, sparsify).
+- "topk_raw": keep the k largest entries of pre as they are (no relu: a kept value may be negative), zero
+              elsewhere (Qwen-Scope). Not a SAELens architecture: `save` writes `architecture: "topk_raw"`, which
+              only this library reads back.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-ACTIVATIONS = ("relu", "topk", "jumprelu")
+ACTIVATIONS = ("relu", "topk", "topk_raw", "jumprelu")
 PER_FEATURE_RULES = ("relu", "jumprelu")
+TOPK_RULES = ("topk", "topk_raw")
 
-# SAELens `architecture` value for each activation rule.
-_ARCHITECTURE = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu"}
+# SAELens `architecture` value for each activation rule ("topk_raw" is this library's own).
+_ARCHITECTURE = {"relu": "standard", "topk": "topk", "topk_raw": "topk_raw", "jumprelu": "jumprelu"}
 
 
 def _apply_rule(pre: Tensor, activation: str, threshold: Tensor | None) -> Tensor:
@@ -87,7 +91,7 @@ class SAE:
     b_dec: Tensor  # (d_in,)
     activation: str
     threshold: Tensor | None = None  # (d_sae,) for "jumprelu"
-    k: int | None = None  # for "topk"
+    k: int | None = None  # for "topk" and "topk_raw"
     apply_b_dec_to_input: bool = True
     meta: dict = field(default_factory=dict)
 
@@ -108,8 +112,8 @@ class SAE:
             got = tuple(getattr(self, name).shape)
             if got != shape:
                 raise ValueError(f"{name} has shape {got}, expected {shape} (W_enc is (d_in={d_in}, d_sae={d_sae}))")
-        if self.activation == "topk" and not (isinstance(self.k, int) and 0 < self.k <= d_sae):
-            raise ValueError(f"activation 'topk' needs an integer k in [1, {d_sae}], got {self.k!r}")
+        if self.activation in TOPK_RULES and not (isinstance(self.k, int) and 0 < self.k <= d_sae):
+            raise ValueError(f"activation {self.activation!r} needs an integer k in [1, {d_sae}], got {self.k!r}")
 
     @property
     def d_in(self) -> int:
@@ -129,9 +133,11 @@ class SAE:
     def encode(self, x: Tensor) -> Tensor:
         """(..., d_in) -> (..., d_sae) feature activations by this SAE's rule, in float32."""
         pre = self.pre_activation(x)  # (..., d_sae)
-        if self.activation == "topk":
+        if self.activation in TOPK_RULES:
             values, top = pre.topk(self.k, dim=-1)  # (..., k)
-            return torch.zeros_like(pre).scatter(-1, top, torch.relu(values))
+            if self.activation == "topk":
+                values = torch.relu(values)
+            return torch.zeros_like(pre).scatter(-1, top, values)
         threshold = None if self.threshold is None else self.threshold.float()
         return _apply_rule(pre, self.activation, threshold)
 
@@ -158,10 +164,10 @@ class SAE:
     def encode_feature(self, x: Tensor, index: int) -> Tensor:
         """(..., d_in) -> (...,) activation of feature `index`.
 
-        Cheap and exact for per-feature rules (one encoder column). For "topk" a feature's value depends on
-        all the others, so this runs the full `encode` and picks the column.
+        Cheap and exact for per-feature rules (one encoder column). For TopK rules a feature's value depends
+        on all the others, so this runs the full `encode` and picks the column.
         """
-        if self.activation == "topk":
+        if self.activation not in PER_FEATURE_RULES:
             return self.encode(x)[..., index]
         return self.feature_rule(index).activation(x)
 
@@ -192,7 +198,7 @@ class SAE:
             "hook_layer": self.meta.get("layer"),
             "model_name": self.meta.get("model_name"),
         }
-        if self.activation == "topk":
+        if self.activation in TOPK_RULES:
             cfg["k"] = self.k
             cfg["activation_fn_kwargs"] = {"k": self.k}
         cfg["metadata"] = {k: v for k, v in self.meta.items() if isinstance(v, (str, int, float, bool, type(None)))}

@@ -69,7 +69,7 @@ class Steerer:
             config = replace(config, **overrides)
         model, tokenizer = load_model(config.model_source(), device=config.device, dtype=config.dtype)
         config.check_against(num_layers(model))
-        vectors = vectors_for_config(config, log=log)
+        vectors = vectors_for_config(config, log=log, d_model=model.config.hidden_size)
         return cls(config, model, tokenizer, vectors, log)
 
     # ---- steering -------------------------------------------------------------------------
@@ -99,7 +99,7 @@ class Steerer:
         with self._lock:
             found = self.vectors.get(layer, index)
             if found is None:
-                extracted = extract_vectors(self.config, [FeatureSpec(layer=layer, index=index)], log=self.log)
+                extracted = extract_vectors(self.config, [FeatureSpec(layer=layer, index=index)], log=self.log, d_model=self.model.config.hidden_size)
                 self.vectors.vectors.update(extracted.vectors)
                 found = extracted.get(layer, index)
         return found
@@ -185,7 +185,7 @@ class Steerer:
 
     def stream(
         self,
-        messages: Messages,
+        messages: Messages | str,
         strengths: Strengths = None,
         mode: str | None = None,
         settings: GenerationSettings | None = None,
@@ -193,9 +193,11 @@ class Steerer:
         plan: SteeringPlan | None = None,
         stop_event: threading.Event | None = None,
     ) -> Generation:
-        """Start a steered answer to `messages`; iterate the result for text pieces."""
+        """Start a steered answer to `messages` (or one user message as a string); iterate it for text."""
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
         plan = plan if plan is not None else self.plan(strengths, mode)
-        return Generation(
+        return self._generation_class()(
             self.model,
             self.tokenizer,
             self.encode(messages, system_prompt),
@@ -206,10 +208,19 @@ class Steerer:
             stop_event=stop_event,
         ).start()
 
+    @property
+    def backend(self) -> str:
+        return getattr(self.config, "backend", "hooks")
+
+    def _generation_class(self) -> type[Generation]:
+        if self.backend == "nnsight":
+            from .nnsight_backend import NNsightGeneration
+
+            return NNsightGeneration
+        return Generation
+
     def chat(self, messages: Messages | str, **kwargs) -> str:
         """The whole answer as a string; a plain string is one user message."""
-        if isinstance(messages, str):
-            messages = [{"role": "user", "content": messages}]
         return "".join(self.stream(messages, **kwargs))
 
     def _eos_ids(self) -> list[int]:
@@ -232,9 +243,9 @@ class Steerer:
                 if self.config.sae is None:
                     raise ValueError("the config names no SAE (`sae:` section), so there is nothing to inspect with")
                 folder = resolve_sae_folder(self.config.sae_source(), self.config.sae.subfolder(layer), self.config.sae.revision)
-                sae = open_sae(folder, self.config.sae.format).load()
-                if sae.d_in != self.model.config.hidden_size:
-                    raise ValueError(f"the SAE in {folder} reads width {sae.d_in}, but the model's residual width is {self.model.config.hidden_size}")
+                handle = open_sae(folder, self.config.sae.format, k=self.config.sae.k)
+                handle.check_width(self.model.config.hidden_size)
+                sae = handle.load()
                 sae.meta.setdefault("layer", layer)
                 self._saes[layer] = sae
             return self._saes[layer]

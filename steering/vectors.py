@@ -63,15 +63,19 @@ def sae_identity(config: DemoConfig) -> dict:
     """The SAE as the config names it; compared, as written, against a vectors file's record."""
     if config.sae is None:
         return {}
-    return {"source": config.sae.source, "format": config.sae.format, "path": config.sae.path, "revision": config.sae.revision}
+    return config.sae.to_dict()
 
 
 def extract_vectors(
     config: DemoConfig,
     features: Iterable[FeatureSpec] | None = None,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    d_model: int | None = None,
 ) -> VectorSet:
-    """Read just the needed decoder rows (and encoder rows for pin) from the config's SAE."""
+    """Read just the needed decoder rows (and encoder rows for pin) from the config's SAE.
+
+    With `d_model`, an SAE of another width is refused before anything is read.
+    """
     if config.sae is None:
         raise VectorsError("demo.yaml has no `sae:` section, so there is no SAE to extract steering vectors from")
     wanted = list(config.features if features is None else features)
@@ -83,7 +87,9 @@ def extract_vectors(
             by_layer[f.layer].append(f.index)
     for layer, indices in sorted(by_layer.items()):
         folder = resolve_sae_folder(config.sae_source(), config.sae.subfolder(layer), config.sae.revision)
-        handle = open_sae(folder, config.sae.format)
+        handle = open_sae(folder, config.sae.format, k=config.sae.k)
+        if d_model is not None:
+            handle.check_width(d_model)
         bad = [i for i in indices if not 0 <= i < handle.d_sae]
         if bad:
             raise VectorsError(f"feature index(es) {bad} at layer {layer} are outside the SAE in {folder} (0..{handle.d_sae - 1})")
@@ -174,7 +180,9 @@ def staleness(vectors: VectorSet, config: DemoConfig, features: Iterable[Feature
     return reasons
 
 
-def vectors_for_config(config: DemoConfig, log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)) -> VectorSet:
+def vectors_for_config(
+    config: DemoConfig, log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr), d_model: int | None = None
+) -> VectorSet:
     """The config's vectors: from its vectors file when that matches, else extracted from the SAE.
 
     Says which happened and why; raises with the fix when neither source can serve.
@@ -194,7 +202,7 @@ def vectors_for_config(config: DemoConfig, log: Callable[[str], None] = lambda m
         raise VectorsError(f"cannot steer: {why}, and the config names no SAE to extract from. Add an `sae:` section or ship a matching {path.name}.")
     log(f"{path.name} is stale or missing ({why}): extracting the vectors from the SAE now. "
         f"Run `python -m steering.extract` to save them and skip this step next time.")
-    return extract_vectors(config, log=log)
+    return extract_vectors(config, log=log, d_model=d_model)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -374,7 +374,7 @@ def test_sae_section_errors():
     msg = errors({"model": "m", "sae": {"format": "auto"}})
     assert "sae.source: missing" in msg and "Fix: add source:" in msg
     msg = errors(cfg(sae={"source": "x", "format": "gguf"}))
-    assert "sae.format: must be one of auto, saelens, dictionary_learning, got 'gguf'" in msg and "format: auto" in msg
+    assert "sae.format: must be one of auto, saelens, dictionary_learning, gemma_scope, qwen_scope, sparsify, goodfire, got 'gguf'" in msg and "format: auto" in msg
     msg = errors(cfg(sae="andyrdt/saes"))
     assert "sae: expected a mapping" in msg and "Fix: write sae: {source:" in msg
     msg = errors(cfg(sae={"source": "x", "revision": 123}))
@@ -505,7 +505,7 @@ def test_to_dict_round_trip(tmp_path):
     assert parse_config(yaml.safe_load(yaml.safe_dump(d)), base_dir=c.base_dir) == c
     assert set(d) == {
         "model", "device", "dtype", "sae", "features", "mode", "steer_special_tokens",
-        "steer_generated_only", "generation", "system_prompt", "inspector_layer", "vectors",
+        "steer_generated_only", "generation", "system_prompt", "inspector_layer", "vectors", "backend"
     }  # fmt: skip
 
 
@@ -602,3 +602,13 @@ def test_load_invalid_config_names_file_and_keeps_problems(tmp_path):
 def test_strength_is_float_and_finite_after_parse():
     c = parse_config(cfg(features=[[1, 2, 3]]))
     assert isinstance(c.features[0].strength, float) and math.isfinite(c.features[0].strength)
+
+
+def test_backend_and_sae_k(tmp_path):
+    cfg = parse_config({"model": "m", "backend": "nnsight", "sae": {"source": "Qwen/SAE-Res-Qwen3-8B-Base-W64K-L0_50", "k": 50}})
+    assert cfg.backend == "nnsight" and cfg.sae.k == 50
+    assert parse_config(cfg.to_dict(), cfg.base_dir) == cfg
+    with pytest.raises(ConfigError, match=r"backend: must be one of hooks, nnsight, got 'vllm' \(a string\). Fix: write backend: hooks"):
+        parse_config({"model": "m", "backend": "vllm"})
+    with pytest.raises(ConfigError, match=r"sae.k: must be >= 1"):
+        parse_config({"model": "m", "sae": {"source": "x/y", "k": 0}})

@@ -56,3 +56,37 @@ def test_position_options_are_refused_with_a_reason(smollm2):
     plan = SteeringPlan({15: [Edit("add", _unit(1), 5.0)]}, generated_only=True)
     with pytest.raises(ValueError, match="need backend: hooks"):
         _text(NNsightGeneration, smollm2, plan)
+
+
+def test_config_backend_selects_nnsight_through_the_session(smollm2, tmp_path):
+    from dataclasses import replace
+
+    from steering.config import load_config
+    from steering.session import Steerer
+    from steering.vectors import vectors_for_config
+    from tests.conftest import write_test_demo
+
+    config = load_config(write_test_demo(tmp_path))
+    hooks = Steerer(config, *smollm2, vectors_for_config(config, log=lambda m: None))
+    nn = Steerer(replace(config, backend="nnsight"), *smollm2, hooks.vectors)
+    first = nn.stream("Hi")
+    assert isinstance(first, NNsightGeneration)
+    first.stop()
+    kwargs = dict(strengths={"L15:3": 80.0}, settings=GREEDY)
+    assert nn.chat("Tell me about the sea.", **kwargs) == hooks.chat("Tell me about the sea.", **kwargs)
+
+
+def test_concurrent_requests_take_turns(smollm2):
+    import threading
+
+    results = {}
+
+    def run(name, plan):
+        results[name] = _text(NNsightGeneration, smollm2, plan)
+
+    threads = [threading.Thread(target=run, args=(n, PLANS[n])) for n in ("add on two layers", "pin")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert results == {n: _text(Generation, smollm2, PLANS[n]) for n in results} and len(results) == 2

@@ -22,9 +22,8 @@ def make_sae(activation: str, seed: int = 0, **kwargs) -> SAE:
         b_dec=torch.randn(D_IN, generator=g),
         activation=activation,
         threshold=threshold,
-        k=8 if activation == "topk" else None,
         meta={"layer": 3, "hook_name": "blocks.3.hook_resid_post", "model_name": "tiny"},
-        **kwargs,
+        **({"k": 8 if activation in ("topk", "topk_raw") else None} | kwargs),
     )
 
 
@@ -43,7 +42,7 @@ def numpy_encode(sae: SAE, x: np.ndarray) -> np.ndarray:
     out = np.zeros_like(pre)
     for row, p in zip(out.reshape(-1, D_SAE), pre.reshape(-1, D_SAE)):
         top = np.argsort(-p)[: sae.k]
-        row[top] = np.maximum(p[top], 0)
+        row[top] = np.maximum(p[top], 0) if sae.activation == "topk" else p[top]
     return out
 
 
@@ -52,7 +51,7 @@ def x() -> torch.Tensor:
     return torch.randn(3, 5, D_IN, generator=torch.Generator().manual_seed(1))  # (B, T, d)
 
 
-@pytest.mark.parametrize("activation", ["relu", "topk", "jumprelu"])
+@pytest.mark.parametrize("activation", ["relu", "topk", "topk_raw", "jumprelu"])
 @pytest.mark.parametrize("apply_b_dec", [True, False])
 def test_encode_matches_formula(activation, apply_b_dec, x):
     sae = make_sae(activation, apply_b_dec_to_input=apply_b_dec)
@@ -72,6 +71,15 @@ def test_jumprelu_threshold_matters(x):
 def test_topk_keeps_k(x):
     sae = make_sae("topk")
     assert ((sae.encode(x) != 0).sum(-1) <= sae.k).all()
+
+
+def test_topk_raw_keeps_negative_values(x):
+    sae = make_sae("topk_raw", k=40)
+    f, pre = sae.encode(x), sae.pre_activation(x)
+    assert ((f != 0).sum(-1) == 40).all()
+    kept_negative = (f < 0) & (f == pre)
+    assert kept_negative.any(), "topk_raw keeps the k largest pre-activations as they are, negative ones included"
+    assert (make_sae("topk", k=40).encode(x) >= 0).all()
 
 
 def test_encode_half_precision_input_computes_in_float32(x):
@@ -104,6 +112,9 @@ def test_topk_has_no_feature_rule_but_encode_feature_works(x):
     sae = make_sae("topk")
     with pytest.raises(ValueError, match="cannot be reduced to one encoder row"):
         sae.feature_rule(3)
+    with pytest.raises(ValueError, match="'topk_raw' SAE cannot be reduced to one encoder row"):
+        make_sae("topk_raw").feature_rule(3)
+    torch.testing.assert_close(make_sae("topk_raw").encode_feature(x, 3), make_sae("topk_raw").encode(x)[..., 3])
     with pytest.raises(ValueError, match="full SAE"):
         FeatureRule(0, torch.zeros(D_IN), torch.tensor(0.0), torch.zeros(D_IN), None, "topk")
     torch.testing.assert_close(sae.encode_feature(x, 3), sae.encode(x)[..., 3])
@@ -131,13 +142,14 @@ def test_invalid_sae_is_refused(change, message):
         SAE(**fields)
 
 
-def test_topk_needs_k():
-    fields = make_sae("topk").__dict__ | {"k": None}
-    with pytest.raises(ValueError, match="integer k"):
+@pytest.mark.parametrize("activation", ["topk", "topk_raw"])
+def test_topk_needs_k(activation):
+    fields = make_sae(activation).__dict__ | {"k": None}
+    with pytest.raises(ValueError, match=rf"activation '{activation}' needs an integer k"):
         SAE(**fields)
 
 
-@pytest.mark.parametrize("activation", ["relu", "topk", "jumprelu"])
+@pytest.mark.parametrize("activation", ["relu", "topk", "topk_raw", "jumprelu"])
 def test_save_load_round_trip_exact(activation, tmp_path, x):
     sae = make_sae(activation, apply_b_dec_to_input=activation != "relu")
     sae.save(tmp_path, dtype=torch.float32)
