@@ -35,7 +35,8 @@ def test_headline_config_resolves(name):
 def test_llama_config_uses_the_andyrdt_layout():
     config = load_config(CONFIGS / "llama-3.1-8b-instruct.yaml")
     assert config.sae.format == "dictionary_learning" and config.sae.subfolder(15) == "resid_post_layer_15/trainer_1"
-    assert [(f.layer, f.index) for f in config.features] == [(15, 21576)]
+    assert (config.features[0].layer, config.features[0].index, config.features[0].mode) == (15, 21576, "clamp")
+    assert all(f.strength == 0 and f.mode == "add" for f in config.features[1:])  # present but inactive by default
 
 
 def test_qwen_scope_config_names_its_file_and_k():
