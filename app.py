@@ -18,12 +18,13 @@ from typing import Iterator
 import gradio as gr
 import pandas as pd
 import spaces
+import torch
 
 from steering.config import MODES, GenerationSettings
 from steering.feature_info import load_feature_info
 from steering.hooks import active_requests
 from steering.limits import Limits, UserError
-from steering.service import DemoService, Slider
+from steering.service import OUT_OF_MEMORY, DemoService, Slider
 from steering.session import Steerer
 from steering.share import SteeringSetup, from_query, parse_key, to_query
 
@@ -40,10 +41,13 @@ DEFAULTS = SERVICE.defaults()
 # ---- errors: a readable message, never a traceback, and the page keeps its state ---------------
 
 def _shown(exc: BaseException) -> gr.Error:
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        log.warning("out of memory: %s", type(exc).__name__)
+        return gr.Error(OUT_OF_MEMORY, print_exception=False)
     if isinstance(exc, (UserError, ValueError, KeyError)):
-        return gr.Error(str(exc).strip("'\""))
+        return gr.Error(str(exc).strip("'\""), print_exception=False)  # it quotes the visitor's input: not for the log
     log.exception("unexpected error")
-    return gr.Error(f"Something went wrong on the server ({type(exc).__name__}). Your conversation is kept; try again.")
+    return gr.Error(f"Something went wrong on the server ({type(exc).__name__}). Your conversation is kept; try again.", print_exception=False)  # logged just above
 
 
 def readable_errors(fn):
@@ -86,6 +90,11 @@ def setup_from_controls(setup: SteeringSetup, mode: str, compare: bool, gen: lis
     return replace(setup, strengths=strengths, mode=None if mode == "own" else mode, compare=bool(compare), generation=generation)
 
 
+def current_setup(setup: SteeringSetup, mode: str, compare: bool, controls: tuple) -> SteeringSetup:
+    """`setup_from_controls` for an event whose inputs end with the generation settings, the sliders and the on boxes."""
+    return setup_from_controls(setup, mode, compare, list(controls[:5]), list(controls[5:5 + MAX_SLOTS]), list(controls[5 + MAX_SLOTS:]))
+
+
 def slot_updates(setup: SteeringSetup) -> list:
     """Visibility, label, range and value of every slot, then its on/off box."""
     sliders = SERVICE.sliders(setup)
@@ -113,15 +122,17 @@ def control_values(setup: SteeringSetup) -> list:
 
 def chat_duration(message, history, setup, mode, compare, *rest) -> int:
     """ZeroGPU time for one answer: room for the requested tokens (twice with compare)."""
-    tokens = int(rest[0]) if rest and str(rest[0]).isdigit() else LIMITS.max_new_tokens
+    try:
+        tokens = min(float(rest[0]), LIMITS.max_new_tokens)
+    except (IndexError, TypeError, ValueError):
+        tokens = LIMITS.max_new_tokens
     return int(min(300, 20 + tokens / 15 * (2 if compare else 1)))
 
 
 @spaces.GPU(duration=chat_duration)
 @readable_errors
 def respond(message, history, setup, mode, compare, *controls):
-    gen, values, enabled = list(controls[:5]), list(controls[5:5 + MAX_SLOTS]), list(controls[5 + MAX_SLOTS:])
-    setup = setup_from_controls(setup, mode, compare, gen, values, enabled)
+    setup = current_setup(setup, mode, compare, controls)
     history = list(history or [])
     shown_notices = set()
     for update in SERVICE.chat(message, history, setup):
@@ -141,7 +152,7 @@ def inspect_panel(message, setup, steered_view, mode, compare, *controls):
     if not message:
         return gr.update(), empty, [], "Send a message to see which features fire on it.", gr.update()
     try:
-        current = setup_from_controls(setup, mode, compare, list(controls[:5]), list(controls[5:5 + MAX_SLOTS]), list(controls[5 + MAX_SLOTS:]))
+        current = current_setup(setup, mode, compare, controls)
         rows = SERVICE.inspect(message, current, steered=bool(steered_view), n=10)
         if not rows:
             return [], empty, [], "No feature fired on the last token.", gr.update()
@@ -188,10 +199,9 @@ def reset_defaults(setup: SteeringSetup):
 
 def share_query(setup, mode, compare, *controls) -> str:
     try:
-        current = setup_from_controls(setup, mode, compare, list(controls[:5]), list(controls[5:5 + MAX_SLOTS]), list(controls[5 + MAX_SLOTS:]))
+        return to_query(current_setup(setup, mode, compare, controls), DEFAULTS)
     except UserError as exc:
-        raise gr.Error(str(exc)) from None
-    return to_query(current, DEFAULTS)
+        raise gr.Error(str(exc), print_exception=False) from None
 
 
 def on_load(request: gr.Request):
@@ -275,7 +285,11 @@ def _api_setup(strengths, mode, add_features, max_new_tokens, temperature, top_p
     return replace(DEFAULTS, strengths=merged, mode=None if mode == "own" else mode, custom=custom, generation=generation)
 
 
-@spaces.GPU(duration=chat_duration)
+def api_chat_duration(message, history=None, strengths=None, mode="own", add_features=None, max_new_tokens=None, *rest, **kwargs) -> int:
+    return chat_duration(message, history, None, mode, False, max_new_tokens if max_new_tokens is not None else LIMITS.max_new_tokens)
+
+
+@spaces.GPU(duration=api_chat_duration)
 @readable_errors
 def api_chat(
     message: str,
@@ -370,6 +384,8 @@ with gr.Blocks(title="Steering with SAE features") as demo:
                     compare = gr.Checkbox(label="Compare with the unsteered answer", value=False, elem_id="compare")
                     if STEERER.notice:
                         gr.Markdown(f"_{STEERER.notice}_")
+                    if STEERER.backend == "nnsight":
+                        gr.Markdown("_Steering runs through the NNsight backend (`backend: nnsight` in the config): the same edits as the hooks backend, written as nnsight interventions; the position options are not available with it._")
                     if not STEERER.features:
                         gr.Markdown("_No features configured in demo.yaml yet: add one from the inspector (\"Steer with this feature\")._")
                     slot_rows, slot_sliders, slot_checks = [], [], []

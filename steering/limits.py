@@ -10,6 +10,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass, replace
+from itertools import accumulate
 from typing import Callable, Sequence
 
 from .config import GenerationSettings
@@ -35,7 +36,10 @@ class Limits:
     """Most features a visitor may add at run time."""
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+HISTORY_CHARS_PER_TOKEN = 16
+"""Characters per token of budget beyond which old turns are dropped untokenised (text averages about 4)."""
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 and C1 controls; newline, tab and CR stay
 
 
 def clean_text(text: str) -> str:
@@ -57,17 +61,35 @@ def check_message(text: str, limits: Limits) -> str:
 
 
 def fit_history(messages: list[dict], count_tokens: Callable[[list[dict]], int], limit: int) -> tuple[list[dict], list[str]]:
-    """Drop the oldest turns until the conversation fits `limit` tokens; the last message always stays."""
+    """Drop the oldest turns until the conversation fits `limit` tokens; the last message always stays.
+
+    The oldest exchanges go first; a conversation over `HISTORY_CHARS_PER_TOKEN` characters per token of
+    budget loses its oldest exchanges without being tokenised, and the rest is searched by bisection,
+    so a huge history sent through the API costs a few tokenisations, not one per exchange.
+    """
+    cuts = [0]  # candidate start indices, oldest exchange dropped first (as pairs, then the last lone turn)
+    while len(messages) - cuts[-1] > 1:
+        cuts.append(cuts[-1] + (2 if len(messages) - cuts[-1] > 2 else 1))
+    before = [0, *accumulate(len(str(m.get("content", ""))) for m in messages)]  # characters before index i
+    lo = 0
+    while lo < len(cuts) - 1 and before[-1] - before[cuts[lo]] > limit * HISTORY_CHARS_PER_TOKEN:
+        lo += 1
+    hi = len(cuts) - 1
+    if count_tokens(messages[cuts[lo]:]) > limit:  # bisect for the first cut that fits (token count falls as turns go)
+        if count_tokens(messages[cuts[hi]:]) > limit:
+            raise UserError(f"This message alone is longer than the model's {limit}-token budget. Shorten it and send again.")
+        bad = lo
+        while hi - bad > 1:
+            mid = (bad + hi) // 2
+            if count_tokens(messages[cuts[mid]:]) > limit:
+                bad = mid
+            else:
+                hi = mid
+        lo = hi
     notices = []
-    dropped = 0
-    while len(messages) > 1 and count_tokens(messages) > limit:
-        messages = messages[2:] if len(messages) > 2 else messages[1:]
-        dropped += 1
-    if count_tokens(messages) > limit:
-        raise UserError(f"This message alone is longer than the model's {limit}-token budget. Shorten it and send again.")
-    if dropped:
-        notices.append(f"The conversation was too long: the {dropped} oldest exchange(s) were left out of what the model sees.")
-    return messages, notices
+    if lo:
+        notices.append(f"The conversation was too long: the {lo} oldest exchange(s) were left out of what the model sees.")
+    return messages[cuts[lo]:], notices
 
 
 def cap_generation(settings: GenerationSettings, limits: Limits) -> tuple[GenerationSettings, list[str]]:

@@ -132,23 +132,48 @@ _SAFETENSORS_DTYPES = {
 
 
 def safetensors_header(path: Path) -> dict[str, StoredTensor]:
-    """Tensor records of a .safetensors file from its JSON header (8-byte length, then JSON)."""
+    """Tensor records of a .safetensors file from its JSON header (8-byte length, then JSON).
+
+    Every record is checked against the file's size, so a truncated or corrupt download fails
+    here, naming the file, rather than later with an error that does not.
+    """
+    size = path.stat().st_size
+    fix = "the file is damaged or incomplete: download it again (delete it from the Hugging Face cache first)"
     with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(length))
+        head = f.read(8)
+        if len(head) < 8:
+            raise SAEFormatError(f"{path}: {size} bytes is too short for a safetensors file; {fix}")
+        (length,) = struct.unpack("<Q", head)
+        if length > size - 8:
+            raise SAEFormatError(f"{path}: its header claims {length} bytes but the file has {size}; {fix}")
+        try:
+            header = json.loads(f.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SAEFormatError(f"{path}: unreadable safetensors header ({exc}); {fix}") from exc
+    if not isinstance(header, dict):
+        raise SAEFormatError(f"{path}: the safetensors header is not a table of tensors; {fix}")
+    data_size = size - 8 - length
     records = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        shape = tuple(info["shape"])
+        try:
+            dtype = _SAFETENSORS_DTYPES[info["dtype"]]
+            shape = tuple(int(n) for n in info["shape"])
+            start, end = (int(n) for n in info["data_offsets"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SAEFormatError(f"{path}: tensor {name!r} has a malformed header entry ({exc!r}); {fix}") from exc
+        expected = int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size()
+        if not 0 <= start <= end <= data_size or end - start != expected:
+            raise SAEFormatError(f"{path}: tensor {name!r} lies outside the file or has the wrong size; {fix}")
         records[name] = StoredTensor(
             path=path,
             name=name,
-            dtype=_SAFETENSORS_DTYPES[info["dtype"]],
+            dtype=dtype,
             shape=shape,
             strides=_contiguous_strides(shape),
             storage_offset=0,
-            byte_offset=8 + length + info["data_offsets"][0],
+            byte_offset=8 + length + start,
         )
     return records
 
@@ -167,7 +192,12 @@ def torch_header(path: Path) -> dict[str, StoredTensor]:
         order = [n for n in z.namelist() if n.endswith("/byteorder")]
         if order and z.read(order[0]).decode() != sys.byteorder:
             raise SAEFormatError(f"{path}: saved with byte order {z.read(order[0]).decode()!r}; re-save it here")
-    state = _torch_load(path, map_location="meta")
+    try:
+        state = _torch_load(path, map_location="meta")
+    except SAEFormatError:
+        raise
+    except Exception as exc:  # a damaged zip or pickle
+        raise SAEFormatError(f"{path}: cannot be read ({type(exc).__name__}: {exc}); the file is damaged or incomplete: download it again") from exc
     if not isinstance(state, dict):
         raise SAEFormatError(f"{path}: expected a state dict (name -> tensor), found {type(state).__name__}")
     records = {}

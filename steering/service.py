@@ -8,10 +8,13 @@ steering, and nothing here changes the shared `Steerer`'s feature list.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from dataclasses import dataclass, replace
 from typing import Iterator, Protocol, Sequence
+
+import torch
 
 from .concepts import concept_prompt_sets
 from .config import FeatureSpec
@@ -19,8 +22,12 @@ from .generation import Generation
 from .hooks import SteeringPlan
 from .inspector import fire_rate
 from .limits import Limits, UserError, cap_generation, check_message, clamp_strength, clean_text, fit_history, prompt_lines
+from .sae_formats import SAEFormatError
 from .session import Steerer
 from .share import SteeringSetup
+from .vectors import VectorsError
+
+log = logging.getLogger("steering.service")
 
 
 class FeatureInfo(Protocol):
@@ -108,9 +115,22 @@ def _merge(generations: Sequence[Generation]) -> Iterator[tuple[int, str]]:
             t.join()
 
 
+OUT_OF_MEMORY = ("The server ran out of memory while answering: try fewer max new tokens, a shorter message, "
+                 "or Clear to start a shorter conversation, then send again. Your conversation is kept.")
+
+
 class DemoService:
     def __init__(self, steerer: Steerer, limits: Limits = Limits(), info: FeatureInfo | None = None):
         self.steerer, self.limits, self.info = steerer, limits, info
+        width = getattr(steerer.model.config, "hidden_size", None)
+        wrong = [v for v in steerer.vectors.vectors.values() if width is not None and v.direction.shape[-1] != width]
+        if wrong:  # refuse at start, not with a shape error on a visitor's first message
+            v = wrong[0]
+            raise ValueError(
+                f"The steering vector of feature L{v.layer}:{v.index} has width {v.direction.shape[-1]}, but the model's "
+                f"residual width is {width}: the SAE in demo.yaml (or steering_vectors.pt) was made for another model. "
+                f"Point `sae:` at an SAE for {steerer.config.model}, then run `python -m steering.extract`."
+            )
 
     # ---- setup ----------------------------------------------------------------------------
 
@@ -188,7 +208,13 @@ class DemoService:
         return replace(setup, strengths=strengths, generation=generation), notices + note
 
     def plan(self, setup: SteeringSetup) -> SteeringPlan:
-        return self.steerer.plan(setup.strengths, setup.mode, features=self.features_for(setup))
+        try:
+            return self.steerer.plan(setup.strengths, setup.mode, features=self.features_for(setup))
+        except (SAEFormatError, VectorsError) as exc:  # an added feature the SAE cannot serve; the server's paths stay private
+            log.warning("steering vector for an added feature unavailable: %s", exc)
+            layers = sorted({layer for layer, _ in setup.custom})
+            raise UserError(f"An added feature (layer {', '.join(map(str, layers)) or '?'}) cannot be read from this demo's SAE. "
+                            f"Add features at layer {self.steerer.inspector_layer}, the inspector's layer.") from None
 
     # ---- chat -----------------------------------------------------------------------------
 
@@ -199,14 +225,24 @@ class DemoService:
         budget = min(self.limits.max_prompt_tokens, self._context() - setup.generation.max_new_tokens)
         messages, dropped = fit_history(plain_history(history) + [{"role": "user", "content": text}], self._count, budget)
         notices = tuple(notices + dropped)
-        gens = [self.steerer.stream(messages, plan=self.plan(setup), settings=setup.generation)]
-        if setup.compare:
-            gens.append(self.steerer.stream(messages, plan=SteeringPlan(), settings=setup.generation))
+        plan = self.plan(setup)
+        gens: list[Generation] = []
         texts = ["", ""]
-        yield ChatUpdate("", "" if setup.compare else None, notices)
-        for i, piece in _merge(gens):
-            texts[i] += piece
-            yield ChatUpdate(texts[0], texts[1] if setup.compare else None, notices)
+        try:  # the generations stop however this ends: finished, failed, or closed by Stop before the first token
+            gens.append(self.steerer.stream(messages, plan=plan, settings=setup.generation))
+            if setup.compare:
+                gens.append(self.steerer.stream(messages, plan=SteeringPlan(), settings=setup.generation))
+            yield ChatUpdate("", "" if setup.compare else None, notices)
+            for i, piece in _merge(gens):
+                texts[i] += piece
+                yield ChatUpdate(texts[0], texts[1] if setup.compare else None, notices)
+        except (torch.OutOfMemoryError, MemoryError):
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise UserError(OUT_OF_MEMORY) from None
+        finally:
+            for g in gens:
+                g.stop()
 
     def _count(self, messages: list[dict]) -> int:
         return int(self.steerer.encode(messages).shape[-1])

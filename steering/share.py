@@ -48,7 +48,7 @@ def to_query(setup: SteeringSetup, defaults: SteeringSetup) -> str:
     params: dict[str, str] = {}
     changed = {k: v for k, v in setup.strengths.items() if defaults.strengths.get(k, 0.0) != v or k not in defaults.strengths}
     if changed:
-        params["s"] = ",".join(f"{k}={'off' if v is None else f'{v:g}'}" for k, v in changed.items())
+        params["s"] = ",".join(f"{k}={'off' if v is None else _number(v)}" for k, v in changed.items())
     if setup.mode != defaults.mode:
         params["mode"] = setup.mode or "own"
     if setup.custom:
@@ -56,7 +56,7 @@ def to_query(setup: SteeringSetup, defaults: SteeringSetup) -> str:
     g, d = setup.generation, defaults.generation
     for name, attr in (("tokens", "max_new_tokens"), ("temp", "temperature"), ("top_p", "top_p"), ("rep", "repetition_penalty")):
         if getattr(g, attr) != getattr(d, attr):
-            params[name] = f"{getattr(g, attr):g}"
+            params[name] = _number(getattr(g, attr))
     if g.seed != d.seed:
         params["seed"] = "random" if g.seed is None else str(g.seed)
     if setup.compare != defaults.compare:
@@ -120,6 +120,13 @@ def _feature_in_range(feature: tuple[int, int], n_layers: int, d_sae: int | None
     if d_sae is not None and index >= d_sae:
         raise ValueError(f"feature {index} is outside the SAE (0..{d_sae - 1})")
     return feature
+
+
+def _number(value: float) -> str:
+    """Shortest text that reads back as the same number: ints as digits, floats by repr."""
+    if isinstance(value, int) or float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
 
 
 def _finite(text: str) -> float:

@@ -192,11 +192,17 @@ def vectors_for_config(
         return VectorSet(model=config.model, sae=sae_identity(config))
     reasons = [f"{path} does not exist"]
     if path.exists():
-        vectors = load_vectors(path)
-        reasons = staleness(vectors, config)
-        if not reasons:
-            log(f"using steering vectors from {path}")
-            return vectors
+        try:
+            vectors = load_vectors(path)
+        except VectorsError as exc:
+            if config.sae is None:
+                raise
+            reasons = [str(exc)]
+        else:
+            reasons = staleness(vectors, config)
+            if not reasons:
+                log(f"using steering vectors from {path}")
+                return vectors
     why = "; ".join(reasons)
     if config.sae is None:
         raise VectorsError(f"cannot steer: {why}, and the config names no SAE to extract from. Add an `sae:` section or ship a matching {path.name}.")

@@ -69,7 +69,7 @@ def app_server(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = open(demo.parent / "app.log", "w")
-    env = {**os.environ, "STEERING_CONFIG": str(demo), "PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "HF_TOKEN": os.environ.get("HF_TOKEN", "hf_secret_test_value"), "STEERING_CONFIG": str(demo), "PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
