@@ -104,8 +104,8 @@ def slot_updates(setup: SteeringSetup) -> list:
             s: Slider = sliders[i]
             info = f"layer {s.layer}, feature {s.index} · typical norm of layer {s.layer}: {s.norm:.0f}"
             rows.append(gr.update(visible=True))
-            bars.append(gr.update(label=s.label, info=info, minimum=s.minimum, maximum=s.maximum, value=s.value if s.value is not None else 0.0))
-            boxes.append(gr.update(value=s.value is not None))
+            bars.append(gr.update(label=s.label, info=info, minimum=s.minimum, maximum=s.maximum, value=s.value))
+            boxes.append(gr.update(value=s.enabled))
         else:
             rows.append(gr.update(visible=False))
             bars.append(gr.update())

@@ -7,19 +7,21 @@ differ only in what they are about; differential ranking then finds the concept'
 from __future__ import annotations
 
 TEMPLATES = (
-    "Tell me about {}.",
-    "What is the most interesting thing about {}?",
-    "Write a short poem about {}.",
-    "I have been thinking about {} all day.",
-    "Describe {} in a few sentences.",
-    "Why do people care about {}?",
-    "Give me three facts about {}.",
-    "Explain {} to a ten-year-old.",
-    "What is your opinion of {}?",
-    "My friend keeps talking about {}.",
-    "Write a headline about {}.",
-    "What should I know about {}?",
+    "Let me tell you about {}",
+    "The most interesting thing in the world is {}",
+    "I have been reading a lot about {}",
+    "Today we are going to talk about {}",
+    "My favourite topic is {}",
+    "She could not stop thinking about {}",
+    "The documentary was all about {}",
+    "Everyone in the room was talking about {}",
+    "He wrote a long essay on {}",
+    "Our next lesson covers {}",
+    "The museum has a new exhibit on {}",
+    "I asked my friend what she knows about {}",
 )
+"""Plain text ending with the concept: read at its last token (measured on the shipped SAE, the chat
+template's last token surfaces generic features that fire on every prompt)."""
 
 NEUTRAL_TOPICS = (
     "the calendar", "a kitchen table", "the number twelve", "office supplies", "a parking lot",

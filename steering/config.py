@@ -279,6 +279,8 @@ class FeatureSpec:
     """This feature's mode (one of MODES); None uses the config's top-level `mode`."""
     range: tuple[float, float] | None = None
     """Slider range (min, max) for the strength; the strength must lie inside it."""
+    enabled: bool = True
+    """False: listed with its recommended strength, but switched off until someone turns it on."""
 
     def __post_init__(self) -> None:
         rng = self.range
@@ -310,6 +312,8 @@ class FeatureSpec:
             d["mode"] = self.mode
         if self.range is not None:
             d["range"] = [self.range[0], self.range[1]]
+        if not self.enabled:
+            d["enabled"] = False
         return d
 
 
@@ -612,7 +616,7 @@ _TOP_KEYS = (
     "backend",
 )
 _SAE_KEYS = ("source", "format", "path", "revision", "k")
-_FEATURE_KEYS = ("layer", "index", "strength", "label", "mode", "range")
+_FEATURE_KEYS = ("layer", "index", "strength", "label", "mode", "range", "enabled")
 _GEN_KEYS = ("max_new_tokens", "temperature", "top_p", "repetition_penalty", "seed")
 _MISSING = object()
 
@@ -663,6 +667,7 @@ def _parse_feature(problems: list[str], i: int, entry: Any) -> FeatureSpec | Non
         layer, index = entry[0], entry[1]
         strength = entry[2] if len(entry) == 3 else 0.0
         label = mode = rng = None
+        enabled = True
     elif isinstance(entry, Mapping):
         unknown = [_unknown_key(prefix + ".", k, _FEATURE_KEYS) for k in entry if k not in _FEATURE_KEYS]
         problems += unknown
@@ -674,6 +679,10 @@ def _parse_feature(problems: list[str], i: int, entry: Any) -> FeatureSpec | Non
         layer, index = entry["layer"], entry["index"]
         strength = entry.get("strength", 0.0)
         label, mode, rng = entry.get("label"), entry.get("mode"), entry.get("range")
+        enabled = entry.get("enabled", True)
+        if not isinstance(enabled, bool):
+            problems.append(_problem(f"{prefix}.enabled", "expected true or false", enabled, "write enabled: false to start with the feature switched off"))
+            return None
     else:
         problems.append(_problem(prefix, "expected a list [layer, feature_idx, strength] or a mapping", entry, "write [15, 21576, 8.0] or {layer: 15, index: 21576, strength: 8.0}"))
         return None
@@ -681,7 +690,7 @@ def _parse_feature(problems: list[str], i: int, entry: Any) -> FeatureSpec | Non
     problems += found
     if found or unknown:
         return None
-    return FeatureSpec(layer=layer, index=index, strength=strength, label=label, mode=mode, range=tuple(rng) if rng is not None else None)
+    return FeatureSpec(layer=layer, index=index, strength=strength, label=label, mode=mode, range=tuple(rng) if rng is not None else None, enabled=enabled)
 
 
 def parse_config(data: Mapping, base_dir: Path = Path(".")) -> DemoConfig:

@@ -32,7 +32,7 @@ class FolderFeatureInfo:
 
     def contexts(self, layer: int, index: int) -> list[str]:
         found = self._layer(layer)
-        return list(found.contexts(index)) if found is not None else []
+        return [str(c) for c in found.contexts(index)] if found is not None else []
 
 
 def load_feature_info(config: DemoConfig, layers: list[int] | None = None) -> FolderFeatureInfo | None:

@@ -48,7 +48,8 @@ class Slider:
     index: int
     minimum: float
     maximum: float
-    value: float | None  # None: off
+    value: float  # shown on the slider (the recommended strength while off)
+    enabled: bool
     mode: str
     norm: float
     custom: bool
@@ -136,7 +137,7 @@ class DemoService:
 
     def defaults(self) -> SteeringSetup:
         return SteeringSetup(
-            strengths={f.key: f.strength for f in self.steerer.features},
+            strengths=self.steerer.default_strengths(),
             generation=self.steerer.config.generation,
         )
 
@@ -172,9 +173,9 @@ class DemoService:
         out = []
         for f in self.features_for(setup):
             lo, hi = self.slider_range(f)
-            value = setup.strengths.get(f.key, f.strength)
+            value = setup.strengths.get(f.key, f.strength if f.enabled else None)
             out.append(Slider(
-                f.key, f.display_name, f.layer, f.index, lo, hi, value,
+                f.key, f.display_name, f.layer, f.index, lo, hi, f.strength if value is None else value, value is not None,
                 setup.mode or self.steerer.config.feature_mode(f), self.steerer.typical_norm(f.layer), f.key not in configured,
             ))
         return out
@@ -302,7 +303,7 @@ class DemoService:
         if not text or len(text) > 100:
             raise UserError("Write a word or a short phrase (up to 100 characters) to search for, e.g. 'the ocean'.")
         pos, neg = concept_prompt_sets(text)
-        return self._rows(self.steerer.differential(pos, neg, n=max(1, min(int(n), 50))))
+        return self._rows(self.steerer.differential(pos, neg, n=max(1, min(int(n), 50)), chat=False))
 
     def contexts(self, index: int) -> list[str]:
         self._check_inspectable()

@@ -74,8 +74,9 @@ class Steerer:
 
     # ---- steering -------------------------------------------------------------------------
 
-    def default_strengths(self) -> dict[str, float]:
-        return {f.key: f.strength for f in self.features}
+    def default_strengths(self) -> dict[str, float | None]:
+        """Each feature's configured strength, or None (off) for features listed with `enabled: false`."""
+        return {f.key: f.strength if f.enabled else None for f in self.features}
 
     def feature(self, key: str | int) -> FeatureSpec:
         """A feature by key (`L15:123`), by position, or by label."""
@@ -116,7 +117,7 @@ class Steerer:
         return spec
 
     def _resolve_strengths(self, strengths: Strengths, features: Sequence[FeatureSpec]) -> dict[str, float | None]:
-        resolved: dict[str, float | None] = {f.key: f.strength for f in features}
+        resolved: dict[str, float | None] = {f.key: f.strength if f.enabled else None for f in features}
         if strengths is None:
             return resolved
         if isinstance(strengths, Mapping):

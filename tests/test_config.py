@@ -612,3 +612,12 @@ def test_backend_and_sae_k(tmp_path):
         parse_config({"model": "m", "backend": "vllm"})
     with pytest.raises(ConfigError, match=r"sae.k: must be >= 1"):
         parse_config({"model": "m", "sae": {"source": "x/y", "k": 0}})
+
+
+def test_feature_enabled_flag():
+    cfg = parse_config({"model": "m", "vectors": "v.pt", "features": [{"layer": 1, "index": 2, "strength": 5.0, "enabled": False}, [1, 3, 1.0]]})
+    assert [f.enabled for f in cfg.features] == [False, True]
+    assert cfg.to_dict()["features"][0]["enabled"] is False and "enabled" not in cfg.to_dict()["features"][1]
+    assert parse_config(cfg.to_dict(), cfg.base_dir) == cfg
+    with pytest.raises(ConfigError, match=r"features\[0\].enabled: expected true or false, got 'no'"):
+        parse_config({"model": "m", "vectors": "v.pt", "features": [{"layer": 1, "index": 2, "enabled": "no"}]})

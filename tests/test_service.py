@@ -113,3 +113,15 @@ def test_inspector_without_an_sae_says_how_to_enable_it(smollm2, tmp_path):
     svc = DemoService(Steerer(config, *smollm2, vectors_for_config(config)))
     with pytest.raises(UserError, match="no SAE configured.*add an `sae:` section"):
         svc.inspect("hello")
+
+
+def test_features_listed_off_start_off_with_their_recommended_strength(smollm2, tmp_path):
+    config = load_config(write_test_demo(tmp_path, features=[
+        {"layer": 15, "index": 3, "strength": 40.0, "label": "on"},
+        {"layer": 15, "index": 4, "strength": 60.0, "label": "waiting", "mode": "clamp", "enabled": False},
+    ]))
+    svc = DemoService(Steerer(config, *smollm2, vectors_for_config(config, log=lambda m: None)))
+    assert svc.steerer.default_strengths() == {"L15:3": 40.0, "L15:4": None}
+    sliders = svc.sliders(svc.defaults())
+    assert [(s.value, s.enabled) for s in sliders] == [(40.0, True), (60.0, False)]
+    assert [e.label for e in svc.plan(svc.defaults()).edits[15]] == ["on"]  # the clamp feature is not applied

@@ -124,6 +124,7 @@ def test_prompt_lines():
 def test_concept_prompt_sets_are_matched():
     pos, neg = concept_prompt_sets("  the   ocean ")
     assert len(pos) == len(neg) == len(TEMPLATES) == len(NEUTRAL_TOPICS)
-    assert pos[0] == "Tell me about the ocean." and neg[0] == f"Tell me about {NEUTRAL_TOPICS[0]}."
+    assert pos[0] == "Let me tell you about the ocean" and neg[0] == f"Let me tell you about {NEUTRAL_TOPICS[0]}"
+    assert all(p.endswith("the ocean") for p in pos)  # read at the concept's own last token
     with pytest.raises(ValueError, match="the concept is empty"):
         concept_prompt_sets("   ")

@@ -1,0 +1,50 @@
+"""Top-activating contexts and automatic labels: the streaming top-k, the labeller, the shipped file."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from steering.feature_contexts import auto_label, load_feature_contexts, top_activations
+from tests.helpers import random_sae
+
+SHIPPED = Path(__file__).resolve().parents[1] / "saes" / "smollm2-135m-instruct" / "layer_15"
+
+
+def test_streaming_top_activations_match_brute_force():
+    sae = random_sae(16, 40, "topk", seed=3)
+    acts = torch.randn(1000, 16) * 2
+    values, rows, counts = top_activations(sae, acts, top=5, batch_size=128, progress=False)
+    codes = sae.encode(acts)  # (N, F)
+    assert torch.equal(counts, (codes > 0).sum(0))
+    for f in range(40):
+        col = codes[:, f]
+        n = min(5, int((col > 0).sum()))
+        expect = col.topk(n).values
+        torch.testing.assert_close(values[f, :n], expect)
+        assert torch.equal(col[rows[f, :n]], values[f, :n])
+        assert (rows[f, n:] == -1).all()
+
+
+def test_auto_label_prefers_words_then_promoted_tokens():
+    assert auto_label([(" Ocean", 9.0), (" sea", 5.0), (" ocean", 4.0), (",", 3.0), (" waves", 2.0)], []) == "ocean / sea / waves"
+    assert auto_label([(",", 3.0), (".", 1.0)], [" dog", " puppy", "!"]) == "→ dog / puppy"
+    assert auto_label([], []) == "(dead)"
+
+
+@pytest.mark.skipif(not (SHIPPED / "feature_contexts.json.gz").exists(), reason="no shipped contexts file")
+def test_shipped_contexts_load_and_explain_every_feature():
+    fc = load_feature_contexts(SHIPPED)
+    import json
+
+    d_sae = json.loads((SHIPPED / "cfg.json").read_text())["d_sae"]
+    assert len(fc) == d_sae
+    alive = [i for i in range(len(fc)) if fc.info(i)["fire_rate"] > 0]
+    assert len(alive) > 0.9 * d_sae
+    for i in alive[:: max(1, len(alive) // 50)]:
+        assert fc.label(i) and fc.label(i) != "(dead)"
+        ctx = fc.contexts(i)
+        assert ctx and all(c.activation > 0 for c in ctx)
+        assert [c.activation for c in ctx] == sorted((c.activation for c in ctx), reverse=True)
+    with pytest.raises(IndexError):
+        fc.label(d_sae)
