@@ -23,13 +23,10 @@ import argparse
 import json
 import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -40,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import write_test_demo  # noqa: E402  (the same demo the app tests serve)
+from tests.helpers import start_app, stop_app  # noqa: E402  (launched as the app tests launch it)
 
 PROMPTS = [
     "Tell me about your favourite city.",
@@ -51,42 +49,6 @@ PROMPTS = [
 ]
 MODES = ["own", "add", "clamp", "pin"]
 WARMUP_CANCELS = 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(folder: Path, concurrency: int) -> tuple[subprocess.Popen, str, Path]:
-    demo = write_test_demo(folder)
-    port = free_port()
-    log_path = folder / "app.log"
-    env = {**os.environ, "STEERING_CONFIG": str(demo), "PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", "STEERING_CONCURRENCY": str(concurrency)}
-    log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 300
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return proc, url, log_path
-        except Exception:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise SystemExit(f"the app did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-
-
-def stop_app(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def chat_args(req: dict, tokens: int) -> tuple:
@@ -272,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="steering-reliability-") as tmp:
-        proc, url, log_path = start_app(Path(tmp), args.concurrency)
+        proc, url, log_path = start_app(write_test_demo(Path(tmp)), {"STEERING_CONCURRENCY": str(args.concurrency)})
         try:
             boot_s = round(time.time() - started, 1)
             client = Client(url, verbose=False)

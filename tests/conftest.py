@@ -56,36 +56,10 @@ def write_test_demo(folder, features=None, **extra):
 def app_server(tmp_path_factory):
     """`python app.py` on a free loopback port, serving the test demo; yields its URL."""
     import os
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    from tests.helpers import start_app, stop_app
+
     demo = write_test_demo(tmp_path_factory.mktemp("app"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(demo.parent / "app.log", "w")
-    env = {**os.environ, "HF_TOKEN": os.environ.get("HF_TOKEN", "hf_secret_test_value"), "STEERING_CONFIG": str(demo), "PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except Exception:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError(f"the app did not start: {(demo.parent / 'app.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    proc, url, _ = start_app(demo, {"HF_TOKEN": os.environ.get("HF_TOKEN", "hf_secret_test_value")}, timeout_s=180)
     yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    stop_app(proc)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import torch
@@ -31,3 +37,38 @@ def write_sae(folder: Path, sae: SAE) -> Path:
     """Save in the project's own format (SAELens-native layout) in fp32 so tests compare exactly."""
     sae.save(folder, dtype=torch.float32)
     return folder
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_app(demo: Path, env: dict | None = None, timeout_s: float = 300) -> tuple[subprocess.Popen, str, Path]:
+    """`python app.py` serving `demo` on a free loopback port; returns (process, URL, log path) once it answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_path = demo.parent / "app.log"
+    full_env = {**os.environ, "STEERING_CONFIG": str(demo), "PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+                "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return proc, url, log_path
+        except Exception:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise RuntimeError(f"the app did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from steering.inspector import (
-    DifferentialFeature, FeatureActivation, differential_features, fire_rate, format_ranking,
+    FeatureActivation, differential_features, fire_rate, format_ranking,
     scan_prompts_for_feature, top_features,
 )
 

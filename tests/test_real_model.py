@@ -12,7 +12,7 @@ import yaml
 
 from steering import inspector
 from steering.config import GenerationSettings, load_config
-from steering.hooks import Edit, SteeringPlan, StopForward, active_requests, capture_residual, steering
+from steering.hooks import Edit, SteeringPlan, active_requests, capture_residual, steering
 from steering.session import Steerer
 from steering.vectors import vectors_for_config
 from tests.helpers import random_sae, write_sae
@@ -65,7 +65,7 @@ def test_strength_zero_is_identical_to_no_steering(steerer, baseline):
 
 
 def test_clamp_to_the_current_projection_changes_nothing(steerer):
-    model, tok = steerer.model, steerer.tokenizer
+    model = steerer.model
     ids = steerer.encode(ASK)
     u = steerer.vectors.get(LAYER, 3).direction
     with torch.no_grad():

@@ -8,7 +8,6 @@ from steering.config import GenerationSettings, load_config
 from steering.limits import Limits, UserError
 from steering.service import DemoService, message_text, plain_history
 from steering.session import Steerer
-from steering.share import SteeringSetup
 from steering.vectors import vectors_for_config
 from tests.conftest import write_test_demo
 

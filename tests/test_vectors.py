@@ -1,7 +1,5 @@
 """steering_vectors.pt: extraction from each format, round trip, staleness, and refusal of pickled code."""
 
-import json
-
 import pytest
 import torch
 import yaml
