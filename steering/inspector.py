@@ -42,6 +42,20 @@ def _prompt_ids(tokenizer, prompt: str, chat: bool, system_prompt: str | None) -
     return tokenizer(prompt, return_tensors="pt")["input_ids"][0]
 
 
+def right_padded(seqs: Sequence[Sequence[int]], pad: int) -> tuple[Tensor, Tensor]:
+    """Token ids (B, T) padded on the right, and the attention mask (B, T) marking the real tokens.
+
+    Right padding keeps each sequence's positions the ones it has alone.
+    """
+    width = max(len(x) for x in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)  # (B, T)
+    mask = torch.zeros_like(ids)
+    for row, x in enumerate(seqs):
+        ids[row, : len(x)] = torch.as_tensor(x)
+        mask[row, : len(x)] = 1
+    return ids, mask
+
+
 def residuals(
     model,
     tokenizer,
@@ -66,11 +80,7 @@ def residuals(
     for start in range(0, len(ids), batch_size):
         chunk = ids[start : start + batch_size]
         lengths = torch.tensor([len(x) for x in chunk])
-        batch = torch.full((len(chunk), int(lengths.max())), pad, dtype=torch.long)  # (B, T)
-        mask = torch.zeros_like(batch)
-        for row, x in enumerate(chunk):
-            batch[row, : len(x)] = x
-            mask[row, : len(x)] = 1
+        batch, mask = right_padded(chunk, pad)
         with torch.inference_mode(), capture_residual(model, layer, stop_early=True) as cap:
             try:
                 model(input_ids=batch.to(model.device), attention_mask=mask.to(model.device), use_cache=False)

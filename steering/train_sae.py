@@ -60,13 +60,9 @@ def windows(token_lists: Iterable[Sequence[int]], ctx: int, min_len: int = 16) -
 def layer_activations(model, batch_windows: Sequence[Sequence[int]], layer: int, pad_id: int) -> list[Tensor]:
     """Residual after decoder layer `layer` for each window (right-padded batch), as (T_i, d) float tensors."""
     from .hooks import StopForward, capture_residual
+    from .inspector import right_padded
 
-    width = max(len(w) for w in batch_windows)
-    ids = torch.full((len(batch_windows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, w in enumerate(batch_windows):
-        ids[row, : len(w)] = torch.as_tensor(w)
-        mask[row, : len(w)] = 1
+    ids, mask = right_padded(batch_windows, pad_id)
     with capture_residual(model, layer, stop_early=True) as cap:
         try:
             model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), use_cache=False)
