@@ -3,12 +3,14 @@
 Layout and event wiring only; the work is in `steering.service`. Runs as a Hugging Face Space
 on ZeroGPU (`spaces.GPU` is a no-op elsewhere) and as `python app.py` on a laptop CPU.
 Environment: STEERING_CONFIG (default demo.yaml), STEERING_CONCURRENCY (default 4),
-STEERING_MAX_NEW_TOKENS (server cap, default 512), PORT / GRADIO_SERVER_PORT.
+STEERING_BATCH_WINDOW_MS (default 15; 0 turns batching off), STEERING_MAX_NEW_TOKENS (server cap,
+default 512), PORT / GRADIO_SERVER_PORT.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import logging
 import os
@@ -29,11 +31,25 @@ from steering.session import Steerer
 from steering.share import SteeringSetup, from_query, parse_key, to_query
 
 log = logging.getLogger("steering.app")
+
+# Gradio runs every event inside a matplotlib backend switch (gradio.utils.MatplotlibBackendMananger), which imports
+# matplotlib, when installed, and resolves its default backend on the first event: 0.4 s of the first visitor's
+# first answer (benchmarks/app_latency.py). The app draws no matplotlib figures: name the backend and import it now.
+os.environ.setdefault("MPLBACKEND", "agg")
+try:
+    importlib.import_module("matplotlib")
+except ImportError:  # not a requirement of the app
+    pass
+
 MAX_SLOTS = 12
 CONFIG = os.environ.get("STEERING_CONFIG", "demo.yaml")
 LIMITS = Limits(max_new_tokens=int(os.environ.get("STEERING_MAX_NEW_TOKENS", "512")))
 
 STEERER = Steerer.from_config(CONFIG)  # loaded once, at import (ZeroGPU moves it to the GPU per call)
+CONCURRENCY = int(os.environ.get("STEERING_CONCURRENCY", "4"))
+ON_ZEROGPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")  # each call is its own process there
+if not ON_ZEROGPU:
+    STEERER.enable_batching(float(os.environ.get("STEERING_BATCH_WINDOW_MS", "15")) / 1000, max_batch=max(CONCURRENCY, 1))
 SERVICE = DemoService(STEERER, LIMITS, load_feature_info(STEERER.config))
 DEFAULTS = SERVICE.defaults()
 
@@ -483,7 +499,7 @@ with gr.Blocks(title="Steering with SAE features") as demo:
     gr.api(api_concept_search, api_name="concept_search")
     gr.api(api_status, api_name="status", queue=False)
 
-demo.queue(default_concurrency_limit=int(os.environ.get("STEERING_CONCURRENCY", "4")), max_size=64)
+demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
 
 if __name__ == "__main__":
     demo.launch(

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from steering.default_model import EMBEDDED_MODEL  # noqa: E402
 from steering.hooks import Edit, SteeringPlan, attach, detach, steering  # noqa: E402
 from steering.models import encode_chat, load_model  # noqa: E402
-from steering.sae import FeatureRule  # noqa: E402
+from steering.sae import FeatureRule, TopKFeature  # noqa: E402
 from steering.sae_formats import open_sae  # noqa: E402
 
 SHIPPED = ROOT / "saes" / "smollm2-135m-instruct" / "layer_15"
@@ -51,7 +51,7 @@ def edits_for(mode: str, handle, layers=(9, 12, 15, 18), per_layer=2) -> dict[in
         for j in range(per_layer):
             if layer == 15:
                 d = rows[j]
-                act = rules[j].activation if rules else (lambda h, i=shipped[j]: sae.encode(h)[..., i])
+                act = rules[j].activation if rules else TopKFeature(sae, shipped[j])  # as Steerer.plan makes it
             else:
                 d = torch.randn(576, generator=g)
                 w = torch.randn(576, generator=g) / 24

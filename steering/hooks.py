@@ -25,6 +25,7 @@ from torch import Tensor
 
 from . import steer_math
 from .models import decoder_layers
+from .sae import TopKFeature
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Edit:
     norm: float = 1.0
     activation: Callable[[Tensor], Tensor] | None = None
     label: str = ""
+    _on_device: dict = field(default_factory=dict, compare=False, repr=False)  # device -> (u, s*u) in float32
 
     def __post_init__(self) -> None:
         if self.mode not in steer_math.MODES:
@@ -49,14 +51,30 @@ class Edit:
         if self.mode == "pin" and self.activation is None:
             raise ValueError("pin mode needs the feature's activation rule (encoder row or SAE)")
 
+    def _vectors(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """(u, s*u) for add and clamp, (u, norm*u) for pin, on `device`, computed once: this runs
+        at every decoding step."""
+        found = self._on_device.get(device)
+        if found is None:
+            u = self.direction.to(device).float()
+            found = self._on_device[device] = (u, (self.norm if self.mode == "pin" else self.strength) * u)
+        return found
+
+    def pre_shift(self, device: torch.device) -> Tensor:
+        """For a pin on a TopK feature: how this edit's direction moves the SAE's pre-activations."""
+        key = ("shift", device)
+        found = self._on_device.get(key)
+        if found is None:
+            found = self._on_device[key] = self.activation.shift(self._vectors(device)[1])
+        return found
+
     def apply(self, h: Tensor) -> Tensor:
-        u = self.direction.to(h.device)
+        u, v = self._vectors(h.device)
         if self.mode == "add":
-            return steer_math.add(h, u, self.strength)
+            return (h.float() + v).to(h.dtype)  # steer_math.add with s*u precomputed
         if self.mode == "clamp":
             return steer_math.clamp(h, u, self.strength)
-        a = self.activation(h.float())
-        return steer_math.pin(h, u * self.norm, a, self.strength)
+        return steer_math.pin(h, v, self.activation(h.float()), self.strength)
 
 
 @dataclass(frozen=True)
@@ -79,8 +97,9 @@ class SteeringPlan:
 class _SteerState:
     """Per-request position bookkeeping; lives only inside one `steering()` block."""
 
-    def __init__(self, plan: SteeringPlan, prompt_ids: Tensor | None, special_ids: Iterable[int] | None):
+    def __init__(self, plan: SteeringPlan, prompt_ids: Tensor | None, special_ids: Iterable[int] | None, offset: int = 0):
         self.plan = plan
+        self.offset = offset  # left padding of this row in a batch: its positions start at -offset
         self.seen: dict[int, int] = {}
         self.prompt_len: int | None = None if prompt_ids is None else int(prompt_ids.shape[-1])
         self.special: Tensor | None = None
@@ -89,18 +108,18 @@ class _SteerState:
             self.special = torch.isin(ids, torch.tensor(sorted(special_ids), dtype=ids.dtype))  # (T_prompt,)
 
     def mask(self, layer: int, T: int, device: torch.device) -> Tensor | None:
-        start = self.seen.get(layer, 0)
+        start = self.seen.get(layer, -self.offset)
         self.seen[layer] = start + T
         if self.prompt_len is None:
             self.prompt_len = T  # the first forward through the model is the prompt
-        if self.plan.steer_special_tokens and not self.plan.generated_only:
+        if self.plan.steer_special_tokens and not self.plan.generated_only and start >= 0:
             return None
-        pos = torch.arange(start, start + T)  # (T,) absolute positions
-        keep = torch.ones(T, dtype=torch.bool)
+        pos = torch.arange(start, start + T)  # (T,) absolute positions; padding is negative
+        keep = pos >= 0
         if self.plan.generated_only:
             keep &= pos >= self.prompt_len
         if self.special is not None:
-            in_prompt = pos < self.special.shape[0]
+            in_prompt = (pos >= 0) & (pos < self.special.shape[0])
             is_special = torch.zeros(T, dtype=torch.bool)
             is_special[in_prompt] = self.special[pos[in_prompt]]
             keep &= ~is_special
@@ -113,10 +132,47 @@ class _SteerState:
         mask = self.mask(layer, hidden.shape[-2], hidden.device)
         if mask is not None and not bool(mask.any()):
             return hidden
+        return steer_math.masked(hidden, _apply_edits(edits, hidden), mask)
+
+
+def _apply_edits(edits: Sequence[Edit], hidden: Tensor) -> Tensor:
+    """The edits of one layer, in order. Pins of TopK features of one SAE share one encoder product:
+    each later pin reads pre-activations moved by the earlier pins' edits (exact, since they are
+    affine in the residual), instead of encoding again; fp32 residuals only, so rounding stays
+    at float32 level."""
+    out, pre, pre_sae = hidden, None, None
+    for edit in edits:
+        reader = edit.activation
+        if edit.mode != "pin" or not isinstance(reader, TopKFeature) or hidden.dtype != torch.float32:
+            out, pre = edit.apply(out), None
+            continue
+        if pre is None or pre_sae is not reader.sae:
+            pre, pre_sae = reader.pre(out), reader.sae
+        a = reader.from_pre(pre)
+        _, d = edit._vectors(out.device)
+        out = steer_math.pin(out, d, a, edit.strength)
+        pre = pre + (edit.strength - a).unsqueeze(-1) * edit.pre_shift(out.device)
+    return out
+
+
+class _RowsSteerState:
+    """Per-row steering of one batched forward: row b gets only its own request's edits."""
+
+    def __init__(self, rows: Sequence[_SteerState | None]):
+        self.rows = list(rows)
+
+    def apply(self, layer: int, hidden: Tensor) -> Tensor:
         out = hidden
-        for edit in edits:
-            out = edit.apply(out)
-        return steer_math.masked(hidden, out, mask)
+        for b, row in enumerate(self.rows):
+            if row is None or not row.plan.edits.get(layer):
+                continue
+            own = hidden[b : b + 1]
+            edited = row.apply(layer, own)
+            if edited is not own:
+                if out is hidden:
+                    out = hidden.clone()
+                out[b : b + 1] = edited
+        return out
 
 
 class Capture:
@@ -154,7 +210,7 @@ _active_count = 0
 
 
 def active_requests() -> int:
-    """How many `steering()` blocks are open right now, across all threads."""
+    """How many requests are generating right now, across all threads (a batch counts its rows)."""
     return _active_count
 
 
@@ -252,6 +308,34 @@ def steering(
     finally:
         _state.steer = None
         _count(-1)
+
+
+@contextmanager
+def steering_rows(
+    model: torch.nn.Module,
+    plans: Sequence[SteeringPlan | None],
+    prompt_ids: Sequence[Tensor],
+    offsets: Sequence[int],
+    special_ids: Iterable[int] | None = None,
+) -> Iterator[None]:
+    """`steering()` for a batch of requests in one forward pass: row b is steered by `plans[b]`.
+
+    `prompt_ids[b]` (1, T_b) is row b's own prompt without padding and `offsets[b]` its left
+    padding, so positions, `generated_only` and special tokens mean the same as for a lone request.
+    """
+    attach(model)
+    if _state.steer is not None:
+        raise RuntimeError("steering() blocks cannot nest on one thread; combine the edits into one plan")
+    special_ids = list(special_ids or ())
+    rows = [None if plan is None or plan.is_empty else _SteerState(plan, ids, special_ids, offset)
+            for plan, ids, offset in zip(plans, prompt_ids, offsets, strict=True)]
+    _state.steer = _RowsSteerState(rows) if any(r is not None for r in rows) else None
+    _count(+len(rows))
+    try:
+        yield
+    finally:
+        _state.steer = None
+        _count(-len(rows))
 
 
 @contextmanager

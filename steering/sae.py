@@ -81,6 +81,39 @@ class FeatureRule:
         return _apply_rule(pre, self.rule, threshold)
 
 
+class TopKFeature:
+    """One feature's activation under a TopK rule, which depends on every feature's pre-activation.
+
+    Pin mode reads it at every decoding step. `from_pre` takes pre-activations already computed,
+    so several pinned features of one SAE share one encoder product (see `hooks`), and `shift`
+    gives how an edit along `d` moves them (pre-activation is affine in the residual).
+    """
+
+    def __init__(self, sae: "SAE", index: int):
+        if sae.activation not in TOPK_RULES:
+            raise ValueError(f"TopKFeature needs a TopK SAE, got rule {sae.activation!r}")
+        self.sae, self.index = sae, int(index)
+
+    def from_pre(self, pre: Tensor) -> Tensor:
+        """(..., d_sae) pre-activations -> (...,) this feature's activation; equals `SAE.encode` without ties."""
+        value = pre[..., self.index]
+        kept = (pre > value.unsqueeze(-1)).sum(-1) < self.sae.k
+        if self.sae.activation == "topk":
+            value = torch.relu(value)
+        return torch.where(kept, value, torch.zeros_like(value))
+
+    def pre(self, x: Tensor) -> Tensor:
+        """Every feature's pre-activation on `x` (..., d_in), computed where the SAE lives, on x's device."""
+        return self.sae.pre_activation(x.to(self.sae.W_enc.device)).to(x.device)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.from_pre(self.pre(x))
+
+    def shift(self, d: Tensor) -> Tensor:
+        """(d_sae,) change of every pre-activation per unit of `d` (d_in,) added to the residual."""
+        return (d.float().to(self.sae.W_enc.device) @ self.sae.W_enc.float()).to(d.device)
+
+
 @dataclass
 class SAE:
     """Canonical SAE: W_enc (d_in, d_sae), W_dec (d_sae, d_in), biases, and the activation rule."""

@@ -19,10 +19,12 @@ from torch import Tensor
 
 from . import inspector
 from .config import DemoConfig, FeatureSpec, GenerationSettings, load_config
+from .batching import BatchedGeneration, Batcher
 from .generation import Generation
 from .hooks import Edit, SteeringPlan, attach, steering
 from .models import encode_chat, load_model, num_layers, special_token_ids
-from .sae import SAE
+from .sae import SAE, TopKFeature
+from .small_batch import speed_up_small_batches
 from .sae_formats import open_sae, resolve_sae_folder
 from .vectors import SteeringVector, VectorSet, extract_vectors, vectors_for_config
 
@@ -58,6 +60,7 @@ class Steerer:
         self._saes: dict[int, SAE] = {}
         self._norms: dict[int, float] = {}
         self._lock = threading.Lock()
+        self.batcher: Batcher | None = None
         attach(model)
 
     @classmethod
@@ -174,8 +177,7 @@ class Steerer:
     def _activation_fn(self, v: SteeringVector) -> Callable[[Tensor], Tensor]:
         if v.rule is not None:
             return v.rule.activation
-        sae = self.sae(v.layer)  # TopK: a feature's activation depends on all the others
-        return lambda h: sae.encode(h.to(sae.W_enc.device))[..., v.index].to(h.device)
+        return TopKFeature(self.sae(v.layer), v.index)  # TopK: a feature's activation depends on all the others
 
     # ---- chat -----------------------------------------------------------------------------
 
@@ -193,11 +195,14 @@ class Steerer:
         system_prompt: str | None = ...,
         plan: SteeringPlan | None = None,
         stop_event: threading.Event | None = None,
-    ) -> Generation:
+    ) -> Generation | BatchedGeneration:
         """Start a steered answer to `messages` (or one user message as a string); iterate it for text."""
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
         plan = plan if plan is not None else self.plan(strengths, mode)
+        if self.batcher is not None:
+            return BatchedGeneration(self.batcher, self.encode(messages, system_prompt), plan=plan,
+                                     settings=settings or self.config.generation, stop_event=stop_event).start()
         return self._generation_class()(
             self.model,
             self.tokenizer,
@@ -208,6 +213,21 @@ class Steerer:
             eos_ids=self._eos_ids(),
             stop_event=stop_event,
         ).start()
+
+    def enable_batching(self, window_s: float = 0.015, max_batch: int = 8) -> bool:
+        """Batch requests that start within `window_s` of each other (see `steering.batching`).
+
+        Returns whether batching is on: it needs the hooks backend and a chat template (plain
+        completion stops on a text marker, which `generate` checks for the whole batch at once).
+        `window_s=0` or `max_batch=1` turns it off. Turning it on also gives the model's CPU linear
+        layers the faster small-batch route (`steering.small_batch`).
+        """
+        if window_s <= 0 or max_batch <= 1 or self.backend != "hooks" or not getattr(self.tokenizer, "chat_template", None):
+            self.batcher = None
+        else:
+            self.batcher = Batcher(self.model, self.tokenizer, self._eos_ids(), self.special_ids, window_s, max_batch)
+            speed_up_small_batches(self.model)
+        return self.batcher is not None
 
     @property
     def backend(self) -> str:

@@ -1,0 +1,151 @@
+"""Many visitors: 4 concurrent steered chats, batched into one forward pass per step.
+
+`python benchmarks/batching.py` loads the embedded default (demo.yaml) and serves four chats at
+once, each with different steering (its own features, modes and strengths), greedy, up to
+`--tokens` new tokens each. Three configurations run interleaved, `--reps` times, in one run:
+- solo: each of the four chats alone (the single-chat speed is the median over all of them);
+- threads: the four at once on four threads, each its own `generate` (no batching);
+- batched: the four at once through `Steerer.enable_batching`, one batch with per-row steering.
+Aggregate tokens/s is all new tokens over the wall time from the first start to the last end.
+
+`Steerer.enable_batching` also routes the model's linear layers through `steering.small_batch` for
+batched steps; the per-shape timings of both products are recorded too (`kernels`).
+
+Correctness, in the same run: each batched row's text against the same chat alone, and each
+row's logits at every step against a teacher-forced forward pass of that chat alone (steered by
+the solo `steering()` block), as the maximum absolute difference.
+Results go to benchmarks/results/batching.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from steering.batching import BatchedGeneration  # noqa: E402
+from steering.config import GenerationSettings  # noqa: E402
+from steering.hooks import steering  # noqa: E402
+from steering.session import Steerer  # noqa: E402
+from steering.small_batch import time_shapes  # noqa: E402
+
+CHATS = [  # (prompt, strengths by feature key, mode override); each answer runs to the token limit
+    ("Write a long story about a family trip to the mountains.", {"L15:885": 40.0}, None),
+    ("Describe your ideal morning routine in detail.", {"L15:2308": 60.0}, "clamp"),
+    ("Describe a walk through a busy city at night.", {"L15:4401": 60.0}, None),
+    ("Tell me about the history of the printing press.", {"L15:3280": 80.0, "L15:2106": 30.0}, "clamp"),
+]
+
+
+def run_chats(steerer: Steerer, chats, settings: GenerationSettings) -> tuple[float, int, list[str]]:
+    """Start all chats at once, each consumed on its own thread; (seconds, new tokens, texts)."""
+    texts = [""] * len(chats)
+    gens = []
+
+    def consume(i: int) -> None:
+        texts[i] = "".join(gens[i])
+
+    started = time.perf_counter()
+    for prompt, strengths, mode in chats:
+        gens.append(steerer.stream(prompt, plan=steerer.plan(strengths, mode), settings=settings))
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(len(chats))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - started
+    return seconds, sum(len(g.new_token_ids) for g in gens), texts
+
+
+def logits_check(steerer: Steerer, settings: GenerationSettings) -> dict:
+    """Batched rows against the same chats alone: same text, and the largest logit difference."""
+    plans = [steerer.plan(s, m) for _, s, m in CHATS]
+    encoded = [steerer.encode([{"role": "user", "content": p}]) for p, _, _ in CHATS]
+    gens = [BatchedGeneration(steerer.batcher, ids, plan=plan, settings=settings, record_logits=True).start()
+            for ids, plan in zip(encoded, plans)]
+    texts = [""] * len(gens)
+    threads = [threading.Thread(target=lambda i=i: texts.__setitem__(i, "".join(gens[i]))) for i in range(len(gens))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batcher, steerer.batcher = steerer.batcher, None
+    try:
+        same_text, diffs = [], []
+        for (prompt, _, _), ids, plan, g, text in zip(CHATS, encoded, plans, gens, texts):
+            same_text.append("".join(steerer.stream(prompt, plan=plan, settings=settings)) == text)
+            full = torch.cat([ids[0], g.new_token_ids]).unsqueeze(0)
+            with torch.inference_mode(), steering(steerer.model, plan, ids, steerer.special_ids):
+                reference = steerer.model(full).logits[0, ids.shape[-1] - 1 : -1]
+            diffs.append(float((g.logits - reference).abs().max()))
+    finally:
+        steerer.batcher = batcher
+    return {"same_text_as_alone": same_text, "max_abs_logit_diff": max(diffs), "per_row_max_abs_logit_diff": diffs,
+            "batch_sizes": batcher.batch_sizes[-1:]}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--tokens", type=int, default=64)
+    p.add_argument("--window-ms", type=float, default=15.0)
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "batching.json")
+    args = p.parse_args()
+    steerer = Steerer.from_config(ROOT / "demo.yaml", log=lambda m: None)
+    settings = GenerationSettings(max_new_tokens=args.tokens, temperature=0.0, repetition_penalty=1.0)
+    runs: dict[str, list[float]] = {"solo": [], "threads": [], "batched": []}
+    tokens: dict[str, list[int]] = {k: [] for k in runs}
+    run_chats(steerer, CHATS[:1], GenerationSettings(max_new_tokens=4, temperature=0.0))  # warm up
+    for rep in range(args.reps):
+        steerer.batcher = None
+        for chat in CHATS:
+            s, n, _ = run_chats(steerer, [chat], settings)
+            runs["solo"].append(n / s)
+            tokens["solo"].append(n)
+        s, n, _ = run_chats(steerer, CHATS, settings)
+        runs["threads"].append(n / s)
+        tokens["threads"].append(n)
+        steerer.enable_batching(window_s=args.window_ms / 1000, max_batch=len(CHATS))
+        s, n, _ = run_chats(steerer, CHATS, settings)
+        runs["batched"].append(n / s)
+        tokens["batched"].append(n)
+        print(f"rep {rep + 1}: " + ", ".join(f"{k} {v[-1]:.1f} tok/s" for k, v in runs.items()), flush=True)
+    check = logits_check(steerer, settings)
+    single = statistics.median(runs["solo"])
+    result = {
+        "command": "python benchmarks/batching.py " + " ".join(sys.argv[1:]),
+        "device": f"CPU, {torch.get_num_threads()} threads ({platform.processor() or platform.machine()})",
+        "model": "SmolLM2-135M-Instruct fp32 (embedded default)",
+        "chats": [{"prompt": p, "strengths": s, "mode": m or "own"} for p, s, m in CHATS],
+        "max_new_tokens": args.tokens,
+        "reps": args.reps,
+        "window_ms": args.window_ms,
+        "tokens_per_s": {k: round(statistics.median(v), 2) for k, v in runs.items()},
+        "all_tokens_per_s": {k: [round(x, 2) for x in v] for k, v in runs.items()},
+        "new_tokens": {k: tokens[k] for k in tokens},
+        "aggregate_vs_single": {
+            "threads": round(statistics.median(runs["threads"]) / single, 3),
+            "batched": round(statistics.median(runs["batched"]) / single, 3),
+        },
+        "correctness": check,
+        "kernels": time_shapes([(49152, 576), (1536, 576), (576, 1536), (576, 576)], [1, 2, 4, 8]),
+        "targets": {"batched aggregate vs single": ">= 2.5", "logits vs alone": "max abs diff < 1e-3"},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("tokens_per_s", "aggregate_vs_single", "correctness")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
