@@ -39,11 +39,12 @@ import tempfile
 import threading
 import time
 import types
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from tests.helpers import start_app, stop_app  # noqa: E402
 
 PROMPT = "Tell me about your weekend plans."
 TOKENS = 8
@@ -135,37 +136,10 @@ def _has_text(msg, output) -> bool:
 
 # ---- helpers -----------------------------------------------------------------------------------
 
-def launch(argv: list[str], demo: Path, env: dict | None = None, timeout_s: float = 300) -> tuple[subprocess.Popen, str]:
-    """`argv` (app.py or the traced server) on a free loopback port, like tests.helpers.start_app."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    full_env = {**os.environ, "STEERING_CONFIG": str(demo), "PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
-                "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
-    with open(demo.parent / "app.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + timeout_s
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return proc, url
-        except Exception:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError(f"the app did not start:\n{(demo.parent / 'app.log').read_text()[-3000:]}")
-            time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def launch(argv: list[str], demo: Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """`argv` (app.py or the traced server) on a free loopback port; polled every 0.1 s so startup is timed finely."""
+    proc, url, _ = start_app(demo, env, argv=argv, poll_s=0.1)
+    return proc, url
 
 
 def memory_mib(pid: int) -> dict:
@@ -375,7 +349,7 @@ def traced_breakdown(demo: Path, steerer, settings, reps: int) -> dict:
     finally:
         gc_client.json = real_json
         generation.Generation._run, TextIteratorStreamer.on_finalized_text = saved
-        stop(proc)
+        stop_app(proc)
 
     server = [(float(t), tag) for t, tag in (line.split() for line in trace.read_text().splitlines())]
     events = sorted(server + [(t, tag) for t, tag in local if tag == "text_parsed"])
@@ -459,7 +433,7 @@ def main() -> int:
             mem_inspect = memory_mib(proc.pid)
             client.close()
         finally:
-            stop(proc)
+            stop_app(proc)
 
         service = DemoService(steerer)
         ids = steerer.encode([{"role": "user", "content": PROMPT}])

@@ -42,8 +42,10 @@ def write_sae(folder: Path, sae: SAE) -> Path:
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_app(demo: Path, env: dict | None = None, timeout_s: float = 300) -> tuple[subprocess.Popen, str, Path]:
-    """`python app.py` serving `demo` on a free loopback port; returns (process, URL, log path) once it answers."""
+def start_app(demo: Path, env: dict | None = None, timeout_s: float = 300, argv: list[str] | None = None,
+              poll_s: float = 0.5) -> tuple[subprocess.Popen, str, Path]:
+    """`python app.py` (or `python *argv`) serving `demo` on a free loopback port; returns (process, URL,
+    log path) once it answers, checking every `poll_s`."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -51,7 +53,7 @@ def start_app(demo: Path, env: dict | None = None, timeout_s: float = 300) -> tu
     full_env = {**os.environ, "STEERING_CONFIG": str(demo), "PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
                 "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, *(argv or ["app.py"])], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + timeout_s
     while True:
@@ -62,7 +64,7 @@ def start_app(demo: Path, env: dict | None = None, timeout_s: float = 300) -> tu
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
                 raise RuntimeError(f"the app did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+            time.sleep(poll_s)
 
 
 def stop_app(proc: subprocess.Popen) -> None:
