@@ -22,11 +22,12 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor
-from transformers import GenerationConfig, LogitsProcessor, StoppingCriteria, TextIteratorStreamer
+from transformers import LogitsProcessor, StoppingCriteria, TextIteratorStreamer
 
 from .config import GenerationSettings
-from .generation import sample_token
+from .generation import generation_config, sample_token, seeded_generator
 from .hooks import SteeringPlan, steering_rows
+from .inspector import padded
 
 
 def repetition_penalty(scores: Tensor, seen_ids: Tensor, penalty: float) -> Tensor:
@@ -55,13 +56,8 @@ class Row:
     generator: torch.Generator | None = None
 
     def __post_init__(self) -> None:
-        s = self.settings
-        if s.temperature > 0:
-            self.generator = torch.Generator(device=self.input_ids.device)
-            if s.seed is None:
-                self.generator.seed()
-            else:
-                self.generator.manual_seed(s.seed)
+        if self.settings.temperature > 0:
+            self.generator = seeded_generator(self.settings.seed, self.input_ids.device)
 
     def finish(self) -> None:
         if not self.done:
@@ -172,23 +168,14 @@ class Batcher:
                 r.finish()
 
     def _generate(self, rows: Sequence[Row]) -> None:
-        device = rows[0].input_ids.device
-        lengths = [int(r.input_ids.shape[-1]) for r in rows]
-        width = max(lengths)
-        offsets = [width - n for n in lengths]
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long, device=device)
-        mask = torch.zeros_like(ids)
-        for b, (r, off) in enumerate(zip(rows, offsets)):
-            ids[b, off:] = r.input_ids[0]
-            mask[b, off:] = 1
-        base = self.model.generation_config
-        config = GenerationConfig(
-            max_new_tokens=max(r.settings.max_new_tokens for r in rows),
-            do_sample=False,
-            eos_token_id=self.eos_ids or base.eos_token_id,
-            pad_token_id=self.pad_id,
-            bos_token_id=base.bos_token_id,
-        )
+        ids, mask = padded([r.input_ids[0].tolist() for r in rows], self.pad_id, left=True)
+        ids, mask = ids.to(rows[0].input_ids.device), mask.to(rows[0].input_ids.device)
+        offsets = [ids.shape[-1] - int(r.input_ids.shape[-1]) for r in rows]
+        longest = max(r.settings.max_new_tokens for r in rows)
+        # each row's own penalty is applied by RowSampler, over its own tokens only
+        config = generation_config(self.model, GenerationSettings(max_new_tokens=longest, repetition_penalty=1.0),
+                                   self.eos_ids)
+        config.pad_token_id = self.pad_id
         with torch.inference_mode(), steering_rows(self.model, [r.plan for r in rows], [r.input_ids for r in rows],
                                                    offsets, self.special_ids):
             self.model.generate(

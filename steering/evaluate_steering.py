@@ -161,21 +161,12 @@ def mentions(text: str, keywords: Sequence[str]) -> bool:
 # ----------------------------------------------------------------------------------------------------------- generation
 
 
-def _left_pad(rows: Sequence[torch.Tensor], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r) :] = r
-        mask[i, width - len(r) :] = 1
-    return ids, mask
-
-
 @torch.inference_mode()
 def generate_answers(model, tokenizer, prompts: Sequence[str], plan=None, system_prompt: str | None = None,
                      max_new_tokens: int = 48, seed: int = 0, batch_size: int = 24) -> list[list[int]]:
     """Sampled answers (token ids, EOS and padding removed) to each prompt, optionally steered by `plan`."""
     from .hooks import steering
+    from .inspector import padded
     from .models import encode_chat
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -185,7 +176,7 @@ def generate_answers(model, tokenizer, prompts: Sequence[str], plan=None, system
     for b in range(0, len(prompts), batch_size):
         chunk = prompts[b : b + batch_size]
         rows = [encode_chat(tokenizer, [{"role": "user", "content": p}], system_prompt)[0] for p in chunk]
-        ids, mask = _left_pad(rows, pad)
+        ids, mask = padded(rows, pad, left=True)
         torch.manual_seed(seed + b)
         with steering(model, plan):
             gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=True,

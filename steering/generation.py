@@ -41,16 +41,22 @@ def sample_token(logits: Tensor, temperature: float, top_p: float, generator: to
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def seeded_generator(seed: int | None, device: torch.device | str) -> torch.Generator:
+    """A request's own random generator: seeded, or from fresh entropy when `seed` is None."""
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
 class SeededSampler(LogitsProcessor):
     """Samples with a private generator, then leaves only the chosen token so greedy picks it."""
 
     def __init__(self, temperature: float, top_p: float, seed: int | None, device: torch.device):
         self.temperature, self.top_p = temperature, top_p
-        self.generator = torch.Generator(device=device)
-        if seed is None:
-            self.generator.seed()
-        else:
-            self.generator.manual_seed(seed)
+        self.generator = seeded_generator(seed, device)
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         chosen = sample_token(scores, self.temperature, self.top_p, self.generator)  # (B,)
@@ -68,7 +74,7 @@ class StopOnEvent(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-def _generation_config(model, settings: GenerationSettings, eos_ids: Iterable[int]) -> GenerationConfig:
+def generation_config(model, settings: GenerationSettings, eos_ids: Iterable[int]) -> GenerationConfig:
     base = model.generation_config
     return GenerationConfig(
         max_new_tokens=settings.max_new_tokens,
@@ -119,7 +125,7 @@ class Generation:
         kwargs = dict(
             input_ids=self.input_ids,
             attention_mask=torch.ones_like(self.input_ids),
-            generation_config=_generation_config(self.model, s, self.eos_ids),
+            generation_config=generation_config(self.model, s, self.eos_ids),
             logits_processor=processors,
             stopping_criteria=[StopOnEvent(self.stop_event)],
             streamer=self.streamer,

@@ -42,17 +42,19 @@ def _prompt_ids(tokenizer, prompt: str, chat: bool, system_prompt: str | None) -
     return tokenizer(prompt, return_tensors="pt")["input_ids"][0]
 
 
-def right_padded(seqs: Sequence[Sequence[int]], pad: int) -> tuple[Tensor, Tensor]:
-    """Token ids (B, T) padded on the right, and the attention mask (B, T) marking the real tokens.
+def padded(seqs: Sequence[Sequence[int]], pad: int, left: bool = False) -> tuple[Tensor, Tensor]:
+    """Token ids (B, T) padded to one width, and the attention mask (B, T) marking the real tokens.
 
-    Right padding keeps each sequence's positions the ones it has alone.
+    Right padding keeps each sequence's positions the ones it has alone (reading residuals);
+    left padding puts every sequence's last token in the last column (generating).
     """
     width = max(len(x) for x in seqs)
     ids = torch.full((len(seqs), width), pad, dtype=torch.long)  # (B, T)
     mask = torch.zeros_like(ids)
     for row, x in enumerate(seqs):
-        ids[row, : len(x)] = torch.as_tensor(x)
-        mask[row, : len(x)] = 1
+        cols = slice(width - len(x), width) if left else slice(0, len(x))
+        ids[row, cols] = torch.as_tensor(x)
+        mask[row, cols] = 1
     return ids, mask
 
 
@@ -80,7 +82,7 @@ def residuals(
     for start in range(0, len(ids), batch_size):
         chunk = ids[start : start + batch_size]
         lengths = torch.tensor([len(x) for x in chunk])
-        batch, mask = right_padded(chunk, pad)
+        batch, mask = padded(chunk, pad)
         with torch.inference_mode(), capture_residual(model, layer, stop_early=True) as cap:
             try:
                 model(input_ids=batch.to(model.device), attention_mask=mask.to(model.device), use_cache=False)

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .inspector import right_padded
+from .inspector import padded
 from .models import decoder_layers
 from .sae import SAE
 
@@ -61,7 +61,7 @@ def replace_residual(model, layer: int, fn: Callable[[Tensor], Tensor], skip_fir
 def _batches(windows: Sequence[Sequence[int]], batch_size: int, pad: int) -> Iterator[tuple[Tensor, Tensor]]:
     order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
     for b in range(0, len(order), batch_size):
-        yield right_padded([windows[i] for i in order[b : b + batch_size]], pad)
+        yield padded([windows[i] for i in order[b : b + batch_size]], pad)
 
 
 def _ce_sum(logits: Tensor, ids: Tensor, mask: Tensor) -> tuple[float, int]:

@@ -60,9 +60,9 @@ def windows(token_lists: Iterable[Sequence[int]], ctx: int, min_len: int = 16) -
 def layer_activations(model, batch_windows: Sequence[Sequence[int]], layer: int, pad_id: int) -> list[Tensor]:
     """Residual after decoder layer `layer` for each window (right-padded batch), as (T_i, d) float tensors."""
     from .hooks import StopForward, capture_residual
-    from .inspector import right_padded
+    from .inspector import padded
 
-    ids, mask = right_padded(batch_windows, pad_id)
+    ids, mask = padded(batch_windows, pad_id)
     with capture_residual(model, layer, stop_early=True) as cap:
         try:
             model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), use_cache=False)
