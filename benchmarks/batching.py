@@ -39,12 +39,21 @@ from steering.hooks import steering  # noqa: E402
 from steering.session import Steerer  # noqa: E402
 from steering.small_batch import time_shapes  # noqa: E402
 
-CHATS = [  # (prompt, strengths by feature key, mode override); each answer runs to the token limit
-    ("Write a long story about a family trip to the mountains.", {"L15:885": 40.0}, None),
-    ("Describe your ideal morning routine in detail.", {"L15:2308": 60.0}, "clamp"),
-    ("Describe a walk through a busy city at night.", {"L15:4401": 60.0}, None),
-    ("Tell me about the history of the printing press.", {"L15:3280": 80.0, "L15:2106": 30.0}, "clamp"),
+PROMPTS = [  # each answer runs to the token limit
+    "Write a long story about a family trip to the mountains.",
+    "Describe your ideal morning routine in detail.",
+    "Describe a walk through a busy city at night.",
+    "Tell me about the history of the printing press.",
 ]
+
+
+def demo_chats(features) -> list[tuple[str, dict[str, float], str | None]]:
+    """(prompt, strengths by feature key, mode override) for each prompt: demo.yaml's features in turn, each at
+    its recommended strength and mode, the fourth chat with two features at once in clamp mode."""
+    f = list(features)
+    chats = [(PROMPTS[i], {f[i % len(f)].key: f[i % len(f)].strength}, f[i % len(f)].mode) for i in range(3)]
+    pair = {f[3 % len(f)].key: f[3 % len(f)].strength, f[4 % len(f)].key: f[4 % len(f)].strength / 2}
+    return chats + [(PROMPTS[3], pair, "clamp")]
 
 
 def run_chats(steerer: Steerer, chats, settings: GenerationSettings) -> tuple[float, int, list[str]]:
@@ -67,10 +76,10 @@ def run_chats(steerer: Steerer, chats, settings: GenerationSettings) -> tuple[fl
     return seconds, sum(len(g.new_token_ids) for g in gens), texts
 
 
-def logits_check(steerer: Steerer, settings: GenerationSettings) -> dict:
+def logits_check(steerer: Steerer, chats, settings: GenerationSettings) -> dict:
     """Batched rows against the same chats alone: same text, and the largest logit difference."""
-    plans = [steerer.plan(s, m) for _, s, m in CHATS]
-    encoded = [steerer.encode([{"role": "user", "content": p}]) for p, _, _ in CHATS]
+    plans = [steerer.plan(s, m) for _, s, m in chats]
+    encoded = [steerer.encode([{"role": "user", "content": p}]) for p, _, _ in chats]
     gens = [BatchedGeneration(steerer.batcher, ids, plan=plan, settings=settings, record_logits=True).start()
             for ids, plan in zip(encoded, plans)]
     texts = [""] * len(gens)
@@ -82,7 +91,7 @@ def logits_check(steerer: Steerer, settings: GenerationSettings) -> dict:
     batcher, steerer.batcher = steerer.batcher, None
     try:
         same_text, diffs = [], []
-        for (prompt, _, _), ids, plan, g, text in zip(CHATS, encoded, plans, gens, texts):
+        for (prompt, _, _), ids, plan, g, text in zip(chats, encoded, plans, gens, texts):
             same_text.append("".join(steerer.stream(prompt, plan=plan, settings=settings)) == text)
             full = torch.cat([ids[0], g.new_token_ids]).unsqueeze(0)
             with torch.inference_mode(), steering(steerer.model, plan, ids, steerer.special_ids):
@@ -102,31 +111,32 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "batching.json")
     args = p.parse_args()
     steerer = Steerer.from_config(ROOT / "demo.yaml", log=lambda m: None)
+    chats = demo_chats(steerer.features)
     settings = GenerationSettings(max_new_tokens=args.tokens, temperature=0.0, repetition_penalty=1.0)
     runs: dict[str, list[float]] = {"solo": [], "threads": [], "batched": []}
     tokens: dict[str, list[int]] = {k: [] for k in runs}
-    run_chats(steerer, CHATS[:1], GenerationSettings(max_new_tokens=4, temperature=0.0))  # warm up
+    run_chats(steerer, chats[:1], GenerationSettings(max_new_tokens=4, temperature=0.0))  # warm up
     for rep in range(args.reps):
         steerer.batcher = None
-        for chat in CHATS:
+        for chat in chats:
             s, n, _ = run_chats(steerer, [chat], settings)
             runs["solo"].append(n / s)
             tokens["solo"].append(n)
-        s, n, _ = run_chats(steerer, CHATS, settings)
+        s, n, _ = run_chats(steerer, chats, settings)
         runs["threads"].append(n / s)
         tokens["threads"].append(n)
-        steerer.enable_batching(window_s=args.window_ms / 1000, max_batch=len(CHATS))
-        s, n, _ = run_chats(steerer, CHATS, settings)
+        steerer.enable_batching(window_s=args.window_ms / 1000, max_batch=len(chats))
+        s, n, _ = run_chats(steerer, chats, settings)
         runs["batched"].append(n / s)
         tokens["batched"].append(n)
         print(f"rep {rep + 1}: " + ", ".join(f"{k} {v[-1]:.1f} tok/s" for k, v in runs.items()), flush=True)
-    check = logits_check(steerer, settings)
+    check = logits_check(steerer, chats, settings)
     single = statistics.median(runs["solo"])
     result = {
         "command": "python benchmarks/batching.py " + " ".join(sys.argv[1:]),
         "device": f"CPU, {torch.get_num_threads()} threads ({platform.processor() or platform.machine()})",
         "model": "SmolLM2-135M-Instruct fp32 (embedded default)",
-        "chats": [{"prompt": p, "strengths": s, "mode": m or "own"} for p, s, m in CHATS],
+        "chats": [{"prompt": p, "strengths": s, "mode": m or "own"} for p, s, m in chats],
         "max_new_tokens": args.tokens,
         "reps": args.reps,
         "window_ms": args.window_ms,

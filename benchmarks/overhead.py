@@ -29,6 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from steering.config import load_config  # noqa: E402
 from steering.default_model import EMBEDDED_MODEL  # noqa: E402
 from steering.hooks import Edit, SteeringPlan, attach, detach, steering  # noqa: E402
 from steering.models import encode_chat, load_model  # noqa: E402
@@ -37,11 +38,12 @@ from steering.sae_formats import open_sae  # noqa: E402
 
 SHIPPED = ROOT / "saes" / "smollm2-135m-instruct" / "layer_15"
 PROMPT = "Tell me about your weekend plans."
+DEMO = load_config(ROOT / "demo.yaml")  # its layer-15 features stand in for real ones
 
 
 def edits_for(mode: str, handle, layers=(9, 12, 15, 18), per_layer=2) -> dict[int, list[Edit]]:
     g = torch.Generator().manual_seed(0)
-    shipped = [885, 4401]
+    shipped = [f.index for f in DEMO.features if f.layer == 15][:2]
     rows = handle.decoder_rows(shipped)
     rules = handle.feature_rules(shipped) if handle.activation != "topk" else None
     sae = handle.load() if rules is None else None
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     model, tok = load_model(EMBEDDED_MODEL, device="cpu", dtype="float32")
     ids = encode_chat(tok, [{"role": "user", "content": PROMPT}])
     handle = open_sae(SHIPPED)
-    u = handle.decoder_rows([885])[0]
+    u = handle.decoder_rows([next(f for f in DEMO.features if f.enabled).index])[0]
     configs = {
         "plain": None,
         "hooks idle": SteeringPlan(),

@@ -6,7 +6,7 @@ writes benchmarks/results/peers.json.
 Same model, vector, layer, prompt and decoding for every approach:
 - the embedded SmolLM2-135M-Instruct (the converted fp32 folder in the steering cache), on CPU, at
   this process's torch thread count;
-- demo.yaml's default feature (layer 15, feature 885 "food", add mode): its unit direction u from
+- demo.yaml's feature that is on at start (an add-mode feature on layer 15): its unit direction u from
   steering_vectors.pt, added as `h + s*u` (s = 40 by default) to the output of decoder layer 15 at
   *every* position, prompt and generated tokens alike;
 - the chat-templated prompt's token ids, computed once here with this library's `encode_chat` and

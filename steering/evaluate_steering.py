@@ -6,20 +6,23 @@
 **find** ranks SAE features by the inspector's differential score (`steering.inspector.differential_features`:
 mean code on prompts about a concept minus mean code on neutral prompts, at the last prompt token),
 shows each candidate's automatic label, and screens the best few by steering 8 neutral prompts and
-counting answers that mention the concept. It prints candidates; a person picks the defaults.
+counting answers that mention the concept and measuring their fluency. It prints candidates; a person
+picks the defaults.
 
 **sweep** takes every feature of the config whose label names a concept below and, over
-`NEUTRAL_PROMPTS` (24 prompts with no concept in them), generates answers:
+`NEUTRAL_PROMPTS` (40 prompts with no concept in them), generates answers:
 - unsteered (once), and with the system prompt "Talk about X in every answer." (the baseline);
-- steered with that feature alone, in `add` and `clamp` mode, at each strength of `--strengths`.
+- steered with that feature alone, in `add` and `clamp` mode, at each strength of `--strengths`
+  (`--strengths config`: once, at the feature's own strength and mode, to check the shipped settings
+  on a `--seed` they were not picked on).
 
 Concept inclusion: the share of answers that contain at least one of the concept's keywords
-(case-insensitive, whole words, plural forms allowed); the keyword lists are in `CONCEPTS`.
+(case-insensitive, whole words; the endings -s, -es, -d, -ed and -ing allowed); the lists are in `CONCEPTS`.
 Fluency: the perplexity of the answers under the *unsteered* model, conditioned on the same chat prompt
 (without any system prompt about the concept), divided by the perplexity of the unsteered answers.
 Also reported, the text-only fluency ratio: the same perplexity ratio with the answers read as plain text
 (no prompt), which does not count leaving the prompt's topic as disfluency.
-Sampling uses the app's defaults (temperature 0.7, top-p 0.9, repetition penalty 1.1, fixed seed).
+Sampling uses the app's defaults (temperature 0.7, top-p 0.9, repetition penalty 1.1, a fixed `--seed`).
 Writes `OUT.json` (every answer), `OUT.md` (tables) and `OUT.png` (plot).
 """
 
@@ -61,13 +64,29 @@ NEUTRAL_PROMPTS = [
     "Describe a memorable journey.",
     "Write the opening line of a novel.",
     "What is a hobby I could pick up?",
+    "What is a good habit to build?",
+    "How do I organise my desk?",
+    "Write a short note to a neighbour.",
+    "What is the most useful thing you know?",
+    "Describe an ordinary Tuesday.",
+    "What should I write in a thank-you card?",
+    "How do I become more patient?",
+    "Tell me about a good book.",
+    "What is a good question to ask a stranger?",
+    "Describe a quiet evening at home.",
+    "How do I plan a busy week?",
+    "Write two sentences about a door.",
+    "What makes a place feel like home?",
+    "Give me a tip for remembering names.",
+    "What is a good way to end the day?",
+    "What is something people often get wrong?",
 ]
 
 
 @dataclass(frozen=True)
 class Concept:
     name: str
-    keywords: tuple[str, ...]  # whole words; a trailing "s"/"es" is allowed
+    keywords: tuple[str, ...]  # whole words; see `mentions` for the endings allowed
     positive: tuple[str, ...]  # prompts about the concept, for the differential ranking
     system: str  # the baseline's system prompt
 
@@ -104,7 +123,8 @@ CONCEPTS: dict[str, Concept] = {c.name: c for c in [
             "Talk about music in every answer."),
     Concept("food", ("food", "cook", "cooking", "recipe", "dish", "meal", "delicious", "bake", "baking", "bread",
                      "kitchen", "eat", "eating", "flavor", "flavour", "pasta", "cake", "chocolate", "soup", "taste",
-                     "ingredient", "ingredients", "chef", "fruit", "vegetable", "cheese"),
+                     "ingredient", "ingredients", "chef", "fruit", "vegetable", "cheese", "pizza", "dessert", "breakfast",
+                     "lunch", "dinner", "snack", "sandwich", "ice cream", "burger", "salad"),
             ("Tell me about cooking.", "What is a good recipe for dinner?", "How do I bake bread?",
              "Describe a delicious meal.", "What is your favourite food?", "How do I make pasta sauce?",
              "Tell me about chocolate cake.", "What spices go well with chicken?"),
@@ -134,6 +154,36 @@ CONCEPTS: dict[str, Concept] = {c.name: c for c in [
              "How do horses sleep?", "What animals live on a farm?", "Tell me about wildlife in Africa.",
              "Why do sheep live in flocks?"),
             "Talk about animals in every answer."),
+    Concept("happiness", ("happy", "happiness", "joy", "joyful", "cheerful", "delighted", "smile", "smiling", "laugh",
+                          "laughing", "laughter", "glad", "excited", "excitement", "delight", "grin", "celebrate"),
+            ("I feel so happy today!", "Tell me about a joyful moment.", "What makes people smile?",
+             "I just got great news and I am thrilled.", "Describe pure happiness.", "We laughed all day long.",
+             "Why does laughter feel good?", "Describe a cheerful morning."),
+            "Talk about happiness and joy in every answer."),
+    Concept("forest", ("forest", "tree", "woods", "woodland", "oak", "pine", "leaf", "leaves", "branch", "moss",
+                       "jungle", "rainforest", "timber", "bark", "canopy", "trunk"),
+            ("Tell me about forests.", "Describe a walk in the woods.", "Why are rainforests important?",
+             "What trees grow in a pine forest?", "Describe the forest canopy.", "I love the smell of pine trees.",
+             "What animals live in the woods?", "Why do leaves change colour in autumn?"),
+            "Talk about forests and trees in every answer."),
+    Concept("christmas", ("christmas", "santa", "xmas", "reindeer", "sleigh", "ornament", "mistletoe", "elves", "elf",
+                          "gingerbread", "carol", "carols", "stocking", "festive", "chimney", "snowman"),
+            ("Tell me about Christmas.", "What does Santa bring children?", "How do I decorate a Christmas tree?",
+             "Describe Christmas morning.", "What are traditional Christmas foods?", "Sing me a Christmas carol.",
+             "Where do Santa's reindeer live?", "What gifts should I buy for Christmas?"),
+            "Talk about Christmas in every answer."),
+    Concept("computers", ("computer", "software", "program", "programming", "code", "coding", "algorithm", "python",
+                          "developer", "laptop", "keyboard", "hardware", "processor", "database", "internet",
+                          "digital", "app"),
+            ("Tell me about computers.", "How do I learn programming?", "What is an algorithm?",
+             "Explain how a processor works.", "What is the best laptop for coding?", "How does the internet work?",
+             "Tell me about Python code.", "What does a software developer do?"),
+            "Talk about computers and programming in every answer."),
+    Concept("money", ("money", "dollar", "cash", "bank", "finance", "financial", "invest", "investment", "investing",
+                      "stock", "budget", "wealth", "rich", "profit", "price", "coin", "currency", "loan", "salary"),
+            ("Tell me about money.", "How do I invest in stocks?", "What is a good budget?", "How do banks work?",
+             "I want to get rich.", "Explain inflation and prices.", "What is a currency?", "How do loans work?"),
+            "Talk about money and finance in every answer."),
     Concept("football", ("football", "soccer", "goal", "match", "team", "player", "league", "stadium", "score",
                          "striker", "coach", "fans", "kick", "referee", "sport", "sports", "game"),
             ("Tell me about football.", "Who is the best soccer player?", "Describe a penalty kick.",
@@ -153,8 +203,9 @@ def concept_for(label: str | None) -> Concept | None:
 
 
 def mentions(text: str, keywords: Sequence[str]) -> bool:
-    """Whether `text` contains one of `keywords` as a whole word (plural "s"/"es" allowed), case-insensitive."""
-    pattern = r"\b(?:" + "|".join(re.escape(k) for k in keywords) + r")(?:s|es)?\b"
+    """Whether `text` contains one of `keywords` as a whole word, case-insensitive; an ending "s", "es", "d", "ed"
+    or "ing" is allowed, so "laughed" counts for "laugh" and "galaxies" needs its own keyword."""
+    pattern = r"\b(?:" + "|".join(re.escape(k) for k in keywords) + r")(?:s|es|d|ed|ing)?\b"
     return re.search(pattern, text, flags=re.IGNORECASE) is not None
 
 
@@ -272,18 +323,21 @@ def score(model, tokenizer, prompts, answers, concept: Concept, base_nll: tuple[
 # ----------------------------------------------------------------------------------------------------------- commands
 
 
-def sweep(config_path: str, out: Path, strengths: Sequence[float], modes: Sequence[str] = ("add", "clamp"),
-          max_new_tokens: int = 48, prompts: Sequence[str] = NEUTRAL_PROMPTS) -> dict:
+def sweep(config_path: str, out: Path, strengths: Sequence[float] | None, modes: Sequence[str] = ("add", "clamp"),
+          max_new_tokens: int = 96, prompts: Sequence[str] = NEUTRAL_PROMPTS, seed: int = 0) -> dict:
+    """`strengths=None` runs each feature once, at its own strength and mode from the config: a check of the
+    shipped settings (use another `seed` than the one the settings were picked on)."""
     from .session import Steerer
 
     s = Steerer.from_config(config_path, device="cpu", dtype="float32")
     model, tok = s.model, s.tokenizer
     t0 = time.time()
-    base = generate_answers(model, tok, prompts, max_new_tokens=max_new_tokens)
+    base = generate_answers(model, tok, prompts, max_new_tokens=max_new_tokens, seed=seed)
     base_nll = answer_nll(model, tok, prompts, base)
     base_texts = [tok.decode(a, skip_special_tokens=True) for a in base]
-    result = {"prompts": list(prompts), "strengths": list(strengths), "modes": list(modes),
-              "max_new_tokens": max_new_tokens, "layer_norm": s.typical_norm(s.inspector_layer),
+    result = {"prompts": list(prompts), "strengths": "config" if strengths is None else list(strengths),
+              "modes": "config" if strengths is None else list(modes), "seed": seed, "max_new_tokens": max_new_tokens,
+              "layer_norm": s.typical_norm(s.inspector_layer),
               "unsteered": {"answers": base_texts, "perplexity": math.exp(base_nll[0] / base_nll[1])},
               "features": []}
     for f in s.features:
@@ -294,17 +348,19 @@ def sweep(config_path: str, out: Path, strengths: Sequence[float], modes: Sequen
         entry = {"key": f.key, "layer": f.layer, "index": f.index, "label": f.label, "concept": concept.name,
                  "default_strength": f.strength,
                  "unsteered_inclusion": sum(mentions(t, concept.keywords) for t in base_texts) / len(base_texts)}
-        sysp = generate_answers(model, tok, prompts, system_prompt=concept.system, max_new_tokens=max_new_tokens)
+        sysp = generate_answers(model, tok, prompts, system_prompt=concept.system, max_new_tokens=max_new_tokens,
+                                seed=seed)
         entry["system_prompt"] = {"text": concept.system, **score(model, tok, prompts, sysp, concept, base_nll)}
         entry["runs"] = []
-        for mode in modes:
-            for st in strengths:
-                plan = s.plan({f.key: st}, mode=mode, features=[f])
-                ans = generate_answers(model, tok, prompts, plan=plan, max_new_tokens=max_new_tokens)
-                r = {"mode": mode, "strength": st, **score(model, tok, prompts, ans, concept, base_nll)}
-                entry["runs"].append(r)
-                print(f"{f.key} {f.label:>10} {mode:>5} {st:6.1f}: inclusion {r['inclusion']:.2f}  "
-                      f"fluency ratio {r['fluency_ratio']:.2f}  ({time.time() - t0:.0f}s)", flush=True)
+        settings = ([(f.mode or s.config.mode, f.strength)] if strengths is None
+                    else [(mode, st) for mode in modes for st in strengths])
+        for mode, st in settings:
+            plan = s.plan({f.key: st}, mode=mode, features=[f])
+            ans = generate_answers(model, tok, prompts, plan=plan, max_new_tokens=max_new_tokens, seed=seed)
+            r = {"mode": mode, "strength": st, **score(model, tok, prompts, ans, concept, base_nll)}
+            entry["runs"].append(r)
+            print(f"{f.key} {f.label:>10} {mode:>5} {st:6.1f}: inclusion {r['inclusion']:.2f}  "
+                  f"fluency ratio {r['fluency_ratio']:.2f}  ({time.time() - t0:.0f}s)", flush=True)
         ok = [r for r in entry["runs"] if r["inclusion"] >= 0.7 and r["fluency_ratio"] <= 2.0]
         entry["meets_target"] = bool(ok)
         entry["best"] = max(entry["runs"], key=lambda r: (r["fluency_ratio"] <= 2.0, r["inclusion"], -r["fluency_ratio"]))
@@ -343,6 +399,7 @@ def plot(result: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     feats = result["features"]
     cols = min(3, max(1, len(feats)))
@@ -369,22 +426,26 @@ def plot(result: dict, path: Path) -> None:
         ax.set_ylabel("concept inclusion")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         top = max([r["fluency_ratio"] for r in e["runs"]] + [sp["fluency_ratio"], 2.5])
         ax.set_xlim(0.8, top * 1.25)
         ax.legend(fontsize=7, loc="lower right")
     for ax in list(axes.flat)[len(feats):]:
         ax.axis("off")
-    fig.suptitle(f"SAE steering, {len(result['prompts'])} neutral prompts (numbers: strength)", fontsize=11)
+    fig.suptitle(f"SAE steering, {len(result['prompts'])} neutral prompts, {result.get('max_new_tokens', '?')}-token answers "
+                 "(numbers: strength)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def find(config_path: str, concepts: Sequence[str], n: int = 5, screen: int = 3, strength: float = 90.0,
+def find(config_path: str, concepts: Sequence[str], n: int = 5, screen: int = 3, strength: float = 40.0,
          sae_folder: str | None = None, chat: bool = False, search: int = 3) -> dict:
     """For each concept: the inspector's differential ranking (concept prompts vs neutral prompts), plus up to
     `search` features whose automatic label names the concept; the first `screen` ranked candidates and the
-    label hits are screened by steering 8 neutral prompts (add mode, `strength`) and counting concept mentions.
+    label hits are screened by steering 8 neutral prompts (add mode, `strength`), counting concept mentions and
+    measuring the fluency ratio as the sweep does.
 
     With `chat=False` the prompts are read as plain text without their final punctuation, so the last
     token (where the inspector reads codes) is the concept word itself; in the chat template the last token
@@ -401,6 +462,8 @@ def find(config_path: str, concepts: Sequence[str], n: int = 5, screen: int = 3,
     except FileNotFoundError:
         fc = None
     screen_prompts = NEUTRAL_PROMPTS[:8]
+    base = generate_answers(s.model, s.tokenizer, screen_prompts, max_new_tokens=32)
+    base_nll = answer_nll(s.model, s.tokenizer, screen_prompts, base)
 
     def prep(prompts):
         return [p.rstrip(".?!") for p in prompts] if not chat else list(prompts)
@@ -425,10 +488,13 @@ def find(config_path: str, concepts: Sequence[str], n: int = 5, screen: int = 3,
                 ans = generate_answers(s.model, s.tokenizer, screen_prompts, plan=plan, max_new_tokens=32)
                 texts = [s.tokenizer.decode(a, skip_special_tokens=True) for a in ans]
                 row["screen_inclusion"] = sum(mentions(t, c.keywords) for t in texts) / len(texts)
+                nll, count = answer_nll(s.model, s.tokenizer, screen_prompts, ans)
+                row["screen_fluency_ratio"] = round(math.exp(nll / max(count, 1) - base_nll[0] / max(base_nll[1], 1)), 2)
                 row["screen_example"] = texts[0][:160]
             rows.append(row)
             print(f"{name:>9} L{layer}:{index:<6} {how:>14} score {row['score']} label {row['label']!r:40} "
-                  f"screen {row.get('screen_inclusion', '-')}  {row.get('screen_example', '')[:90]!r}", flush=True)
+                  f"screen {row.get('screen_inclusion', '-')} ratio {row.get('screen_fluency_ratio', '-')}  "
+                  f"{row.get('screen_example', '')[:80]!r}", flush=True)
         found[name] = rows
     return found
 
@@ -441,7 +507,7 @@ def main(argv: list[str] | None = None) -> None:
     pf.add_argument("--concepts", default=",".join(CONCEPTS))
     pf.add_argument("--n", type=int, default=5)
     pf.add_argument("--screen", type=int, default=3)
-    pf.add_argument("--strength", type=float, default=90.0)
+    pf.add_argument("--strength", type=float, default=40.0, help="screening strength (add mode)")
     pf.add_argument("--sae-folder", default=None, help="folder with feature_contexts.json.gz, for labels")
     pf.add_argument("--out", type=Path, default=None)
     pf.add_argument("--chat", action="store_true", help="read codes at the chat template's last token")
@@ -449,9 +515,11 @@ def main(argv: list[str] | None = None) -> None:
     ps = sub.add_parser("sweep", help="strength sweep of the config's features")
     ps.add_argument("config", nargs="?", default="demo.yaml")
     ps.add_argument("--out", type=Path, default=Path("benchmarks/steering_eval"))
-    ps.add_argument("--strengths", default="40,60,80,100,130")
+    ps.add_argument("--strengths", default="30,40,50",
+                    help="comma-separated, or 'config': each feature once at its own strength and mode")
+    ps.add_argument("--seed", type=int, default=0, help="sampling seed (answers are sampled as in the app)")
     ps.add_argument("--modes", default="add,clamp")
-    ps.add_argument("--max-new-tokens", type=int, default=48)
+    ps.add_argument("--max-new-tokens", type=int, default=96, help="answer length (the app allows 256)")
     ps.add_argument("--n-prompts", type=int, default=len(NEUTRAL_PROMPTS), help="use the first N neutral prompts")
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -461,8 +529,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.out:
             args.out.write_text(json.dumps(found, indent=2))
     else:
-        r = sweep(args.config, args.out, [float(x) for x in args.strengths.split(",")], args.modes.split(","),
-                  args.max_new_tokens, NEUTRAL_PROMPTS[: args.n_prompts])
+        strengths = None if args.strengths == "config" else [float(x) for x in args.strengths.split(",")]
+        r = sweep(args.config, args.out, strengths, args.modes.split(","), args.max_new_tokens,
+                  NEUTRAL_PROMPTS[: args.n_prompts], args.seed)
         print(markdown_table(r))
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from steering.config import load_config
 from steering.hooks import Edit, SteeringPlan
 from steering.models import encode_chat
 from steering.vectors import load_vectors
@@ -32,13 +33,14 @@ def peers():
 
 def test_per_request_hooks_give_our_greedy_ids(smollm2, peers):
     model, tok = smollm2
-    u = load_vectors(ROOT / "steering_vectors.pt").get(15, 885).direction
+    feature = next(f for f in load_config(ROOT / "demo.yaml").features if f.enabled)
+    u = load_vectors(ROOT / "steering_vectors.pt").get(feature.layer, feature.index).direction
     ids = encode_chat(tok, [{"role": "user", "content": peers.PROMPT}])
     kwargs = peers.generate_kwargs(ids, 6, tok.eos_token_id)  # steering changes the 2nd token already
-    layer = model.model.layers[15]
-    ours = peers.ours_generate(model, SteeringPlan({15: [Edit("add", u, 40.0)]}), kwargs)  # attaches the dispatcher
+    layer = model.model.layers[feature.layer]
+    ours = peers.ours_generate(model, SteeringPlan({feature.layer: [Edit("add", u, 40.0)]}), kwargs)  # attaches the dispatcher
     hooks_before = len(layer._forward_hooks)
-    per_request = peers.per_request_generate(model, 15, u, 40.0, kwargs)
+    per_request = peers.per_request_generate(model, feature.layer, u, 40.0, kwargs)
     plain = peers.plain_generate(model, kwargs)
 
     assert ours.shape[1] - ids.shape[1] == 6  # min_new_tokens = max_new_tokens: the exact count
