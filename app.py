@@ -10,7 +10,6 @@ default 512), PORT / GRADIO_SERVER_PORT.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import logging
 import os
@@ -37,7 +36,7 @@ log = logging.getLogger("steering.app")
 # first answer (benchmarks/app_latency.py). The app draws no matplotlib figures: name the backend and import it now.
 os.environ.setdefault("MPLBACKEND", "agg")
 try:
-    importlib.import_module("matplotlib")
+    import matplotlib  # noqa: F401
 except ImportError:  # not a requirement of the app
     pass
 

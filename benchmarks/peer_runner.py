@@ -45,7 +45,7 @@ def _protocol_stream():
     return out
 
 
-def _version(dist: str) -> str | None:
+def installed_version(dist: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -105,7 +105,7 @@ class Runner:
 
     def versions(self) -> dict:
         names = ["torch", "transformers", "numpy", self.library]
-        return {name: _version(name) for name in names} | {"python": sys.version.split()[0]}
+        return {name: installed_version(name) for name in names} | {"python": sys.version.split()[0]}
 
     def _generate(self):
         eos = self.model.generation_config.eos_token_id

@@ -71,6 +71,7 @@ from steering.default_model import EMBEDDED_MODEL, ensure_default_model  # noqa:
 from steering.hooks import Edit, SteeringPlan, attach, detach, steering  # noqa: E402
 from steering.models import encode_chat, load_model  # noqa: E402
 from steering.vectors import load_vectors  # noqa: E402
+from benchmarks.peer_runner import installed_version  # noqa: E402  (the runner imports only the stdlib at load)
 
 PROMPT = "Tell me about your weekend plans."
 VENVS = ROOT / "benchmarks" / ".venvs"
@@ -471,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": threads, "platform": platform.platform(),
                     "device": "cpu", "dtype": "float32", "python": platform.python_version()},
-        "versions": {"main": {"torch": torch.__version__, "transformers": _version("transformers"), "nnsight": _version("nnsight")},
+        "versions": {"main": {"torch": torch.__version__, "transformers": installed_version("transformers"), "nnsight": installed_version("nnsight")},
                      **{name: info.get("versions") for name, info in peer_info.items()}},
         "peer_environment_notes": {name: info.get("notes") for name, info in peer_info.items()},
         "setup": {
@@ -515,15 +516,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nunsteered: {result['texts']['unsteered']!r}\nsteered:   {result['texts']['steered (ours)']!r}")
     print(f"wrote {args.out}")
     return 0
-
-
-def _version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor
-from transformers import LogitsProcessor, StoppingCriteria, TextIteratorStreamer
+from transformers import LogitsProcessor, RepetitionPenaltyLogitsProcessor, StoppingCriteria, TextIteratorStreamer
 
 from .config import GenerationSettings
 from .generation import generation_config, sample_token, seeded_generator
@@ -31,11 +31,10 @@ from .inspector import padded
 
 
 def repetition_penalty(scores: Tensor, seen_ids: Tensor, penalty: float) -> Tensor:
-    """transformers' repetition penalty on one row (1, V), over the token ids `seen_ids` (1, L)."""
+    """transformers' repetition penalty on one row (1, V), over that row's own token ids `seen_ids` (1, L)."""
     if penalty == 1.0 or seen_ids.numel() == 0:
         return scores
-    seen = torch.zeros_like(scores, dtype=torch.bool).scatter(-1, seen_ids, True)
-    return torch.where(seen, torch.where(scores < 0, scores * penalty, scores / penalty), scores)
+    return RepetitionPenaltyLogitsProcessor(penalty)(seen_ids, scores)
 
 
 @dataclass(eq=False)

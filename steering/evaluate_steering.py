@@ -246,6 +246,7 @@ def generate_answers(model, tokenizer, prompts: Sequence[str], plan=None, system
 @torch.inference_mode()
 def answer_nll(model, tokenizer, prompts: Sequence[str], answers: Sequence[Sequence[int]], batch_size: int = 12) -> tuple[float, int]:
     """Summed NLL (nats) and token count of `answers` under the plain model, each after its chat prompt."""
+    from .inspector import padded
     from .models import encode_chat
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -256,12 +257,7 @@ def answer_nll(model, tokenizer, prompts: Sequence[str], answers: Sequence[Seque
             prompt = encode_chat(tokenizer, [{"role": "user", "content": p}])[0]
             rows.append(torch.cat([prompt, torch.tensor(a, dtype=torch.long)]))
             spans.append((len(prompt), len(a)))
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = r
-            mask[i, : len(r)] = 1
+        ids, mask = padded(rows, pad)
         logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float(), -1)
         for i, (start, n) in enumerate(spans):
             if n == 0:
@@ -275,18 +271,14 @@ def answer_nll(model, tokenizer, prompts: Sequence[str], answers: Sequence[Seque
 @torch.inference_mode()
 def text_nll(model, tokenizer, texts: Sequence[str], batch_size: int = 16) -> tuple[float, int]:
     """Summed NLL and count of each text's tokens after its first, read as plain text with no prompt."""
+    from .inspector import padded
+
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rows = [tokenizer(t, add_special_tokens=False, return_tensors="pt")["input_ids"][0] for t in texts]
     rows = [r for r in rows if len(r) > 1]
     total, count = 0.0, 0
     for b in range(0, len(rows), batch_size):
-        chunk = rows[b : b + batch_size]
-        width = max(len(r) for r in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, r in enumerate(chunk):
-            ids[i, : len(r)] = r
-            mask[i, : len(r)] = 1
+        ids, mask = padded(rows[b : b + batch_size], pad)
         logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float(), -1)
         nll = -logp[:, :-1].gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T-1)
         valid = mask[:, 1:].bool()
@@ -479,18 +471,17 @@ def find(config_path: str, concepts: Sequence[str], n: int = 5, screen: int = 3,
                     if i not in [x[0] for x in cands]:
                         cands.append((i, f"label:{word}", None))
         rows = []
-        for rank, (index, how, score) in enumerate(cands):
-            row = {"index": index, "found_by": how, "score": None if score is None else round(score, 3),
+        for rank, (index, how, ranking_score) in enumerate(cands):
+            row = {"index": index, "found_by": how, "score": None if ranking_score is None else round(ranking_score, 3),
                    "label": fc.label(index) if fc else ""}
             if rank < screen or how.startswith("label"):
                 spec = FeatureSpec(layer=layer, index=index, strength=strength, label=name)
                 plan = s.plan({spec.key: strength}, mode="add", features=[spec])
                 ans = generate_answers(s.model, s.tokenizer, screen_prompts, plan=plan, max_new_tokens=32)
-                texts = [s.tokenizer.decode(a, skip_special_tokens=True) for a in ans]
-                row["screen_inclusion"] = sum(mentions(t, c.keywords) for t in texts) / len(texts)
-                nll, count = answer_nll(s.model, s.tokenizer, screen_prompts, ans)
-                row["screen_fluency_ratio"] = round(math.exp(nll / max(count, 1) - base_nll[0] / max(base_nll[1], 1)), 2)
-                row["screen_example"] = texts[0][:160]
+                scored = score(s.model, s.tokenizer, screen_prompts, ans, c, base_nll)
+                row["screen_inclusion"] = scored["inclusion"]
+                row["screen_fluency_ratio"] = round(scored["fluency_ratio"], 2)
+                row["screen_example"] = scored["answers"][0][:160]
             rows.append(row)
             print(f"{name:>9} L{layer}:{index:<6} {how:>14} score {row['score']} label {row['label']!r:40} "
                   f"screen {row.get('screen_inclusion', '-')} ratio {row.get('screen_fluency_ratio', '-')}  "

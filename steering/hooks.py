@@ -43,7 +43,7 @@ class Edit:
     norm: float = 1.0
     activation: Callable[[Tensor], Tensor] | None = None
     label: str = ""
-    _on_device: dict = field(default_factory=dict, compare=False, repr=False)  # device -> (u, s*u) in float32
+    _on_device: dict = field(default_factory=dict, compare=False, repr=False)  # device -> (u, norm*u) in float32
 
     def __post_init__(self) -> None:
         if self.mode not in steer_math.MODES:
@@ -52,12 +52,11 @@ class Edit:
             raise ValueError("pin mode needs the feature's activation rule (encoder row or SAE)")
 
     def _vectors(self, device: torch.device) -> tuple[Tensor, Tensor]:
-        """(u, s*u) for add and clamp, (u, norm*u) for pin, on `device`, computed once: this runs
-        at every decoding step."""
+        """(u, norm*u) in float32 on `device`, made once rather than at every decoding step."""
         found = self._on_device.get(device)
         if found is None:
             u = self.direction.to(device).float()
-            found = self._on_device[device] = (u, (self.norm if self.mode == "pin" else self.strength) * u)
+            found = self._on_device[device] = (u, self.norm * u)
         return found
 
     def pre_shift(self, device: torch.device) -> Tensor:
@@ -69,12 +68,12 @@ class Edit:
         return found
 
     def apply(self, h: Tensor) -> Tensor:
-        u, v = self._vectors(h.device)
+        u, d = self._vectors(h.device)
         if self.mode == "add":
-            return (h.float() + v).to(h.dtype)  # steer_math.add with s*u precomputed
+            return steer_math.add(h, u, self.strength)
         if self.mode == "clamp":
             return steer_math.clamp(h, u, self.strength)
-        return steer_math.pin(h, v, self.activation(h.float()), self.strength)
+        return steer_math.pin(h, d, self.activation(h.float()), self.strength)
 
 
 @dataclass(frozen=True)

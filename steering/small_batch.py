@@ -1,8 +1,8 @@
 """A faster matrix product for batched decoding steps on CPU.
 
 Why: PyTorch's CPU `F.linear` on a few rows (2 to 8, one decoding step of a small batch) takes
-a slow path: for SmolLM2's vocabulary projection (49152 x 576, fp32, 2 cores) it needs 17.9 ms
-for 4 rows against 9.8 ms for 1, while the same product computed as `W @ x.T` takes 6.2 ms
+a slow path: for SmolLM2's vocabulary projection (49152 x 576, fp32, 2 cores) it needs 16.7 ms
+for 4 rows against 9.7 ms for 1, while the same product computed as `W @ x.T` takes 4.0 ms
 (`benchmarks/batching.py` records the per-shape timings). `speed_up_small_batches` makes the
 model's linear layers take that route for exactly those inputs: (B, 1, d) with 2 <= B <= 8.
 A lone request's steps (B = 1) and every prefill (T > 1) still run `F.linear` itself, so

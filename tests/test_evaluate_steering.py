@@ -1,6 +1,10 @@
 """The steering evaluation's judge and prompt sets, checked exactly (the sweep itself is measured, not tested)."""
 
+from pathlib import Path
+
 from steering.evaluate_steering import CONCEPTS, NEUTRAL_PROMPTS, concept_for, markdown_table, mentions
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_mentions_takes_whole_words_with_their_endings():
@@ -35,3 +39,24 @@ def test_markdown_table_marks_settings_that_meet_the_target():
     assert lines[4] == "| music (L15:1) | add | 40 | 75% ✓ | 1.90 | 1.50 |"
     assert lines[5] == "| music (L15:1) | add | 60 | 95% | 2.10 | 1.50 |"
     assert "system prompt | - | 10% | 1.10 | - |" in lines[3]
+
+
+def test_find_ranks_and_screens_on_the_real_model():
+    from steering.evaluate_steering import find
+
+    rows = find(str(ROOT / "demo.yaml"), ["music"], n=1, screen=1, search=0)["music"]
+    assert len(rows) == 1 and rows[0]["found_by"] == "differential"
+    assert rows[0]["screen_inclusion"] * 8 == int(rows[0]["screen_inclusion"] * 8)  # a share of the 8 screen prompts
+    assert rows[0]["screen_fluency_ratio"] > 0 and rows[0]["screen_example"]
+
+
+def test_sweep_at_the_config_settings_runs_each_feature_once(tmp_path):
+    from steering.config import load_config
+    from steering.evaluate_steering import sweep
+
+    result = sweep(str(ROOT / "demo.yaml"), tmp_path / "eval", None, max_new_tokens=3, prompts=NEUTRAL_PROMPTS[:2], seed=1)
+    config = load_config(ROOT / "demo.yaml")
+    assert result["strengths"] == "config" and result["seed"] == 1
+    assert [(e["key"], [(r["mode"], r["strength"]) for r in e["runs"]]) for e in result["features"]] == [
+        (f.key, [(f.mode or config.mode, f.strength)]) for f in config.features]
+    assert (tmp_path / "eval.md").exists() and (tmp_path / "eval.png").exists()
