@@ -12,8 +12,8 @@ attention sink, is never spliced or scored, as in training):
 - **fve_uncentered**: `1 - sum ||x - x_hat||^2 / sum ||x||^2`, which some report as "variance explained";
   the residual's mean is large here (norm ~125 of ~175), so this reads much higher than `fve`.
 - **l0**: mean number of non-zero features per position.
-- **dead fraction**: share of features that never fire on `--dead-tokens` tokens of the training cache
-  (or, without one, on the held-out tokens).
+- **dead fraction**: share of features that never fire on the training cache (its first `--dead-tokens`
+  tokens, if given; without a cache, on the held-out tokens).
 - **CE**: mean next-token cross-entropy (nats) of the full model on the held-out windows, for predictions
   made at positions >= 1, in three runs: clean; *spliced*, with the SAE reconstruction in place of the
   residual at layer L (positions >= 1); *mean-ablated*, with the mean training residual in its place.
@@ -204,8 +204,10 @@ def model_card(folder: Path, manifest: dict | None = None) -> str:
         "",
         "| figure | value | target |",
         "|---|---|---|",
-        f"| fraction of variance explained (centred) | {h['fve']:.4f} | >= 0.95 |",
-        f"| 1 - error / mean square (uncentred) | {h['fve_uncentered']:.4f} | |",
+        f"| fraction of variance explained, centred (1 - error / variance) | {h['fve']:.4f} | >= 0.95: "
+        f"{'met' if h['fve'] >= 0.95 else 'not met'} |",
+        f"| variance explained, uncentred (1 - error / mean square) | {h['fve_uncentered']:.4f} | >= 0.95: "
+        f"{'met' if h['fve_uncentered'] >= 0.95 else 'not met'} |",
         f"| loss recovered | {h['loss_recovered']:.4f} | >= 0.97 |",
         f"| CE clean -> spliced (increase) | {h['ce_clean']:.3f} -> {h['ce_spliced']:.3f} nats (+{h['ce_increase']:.3f}) | |",
         f"| CE with the residual mean-ablated | {h['ce_mean_ablated']:.3f} nats | |",
@@ -229,25 +231,42 @@ def model_card(folder: Path, manifest: dict | None = None) -> str:
         "",
     ]
     if train:
+        previous = train.get("initialised_from")
+        runs = [previous, train] if previous and "steps" in previous else [train]
+        lines.append(f"- activations: {train['cache_tokens']:,} positions of layer {train['layer']} residuals in "
+                     f"windows of {train['ctx']} tokens, cached in fp16")
+        for i, run in enumerate(runs):
+            rc = run.get("config", {})
+            what = f"stage {i + 1}: " if len(runs) > 1 else ""
+            start_from = "from a random start" if i == 0 else "starting from stage 1's weights (`--init-from`)"
+            lines.append(
+                f"- {what}{run['steps']:,} steps of batch {rc.get('batch_size')} ({run['tokens_trained']:,} tokens, "
+                f"{run['tokens_trained'] / max(1, run['cache_tokens']):.2f} epochs over the first "
+                f"{run['cache_tokens']:,} cached positions), lr {rc.get('lr')}, {start_from}, in "
+                f"{run['seconds'] / 60:.0f} min on 2 CPU cores")
         lines += [
-            f"- activations: {train['cache_tokens']:,} tokens of layer {train['layer']} residuals in windows of "
-            f"{train['ctx']} tokens, cached in fp16",
-            f"- {train['steps']:,} steps of batch {tc.get('batch_size')} ({train['tokens_trained']:,} tokens, "
-            f"{train['tokens_trained'] / max(1, train['cache_tokens']):.2f} epochs) in {train['seconds'] / 60:.0f} min on 2 CPU cores",
-            f"- Adam, lr {tc.get('lr')} with {tc.get('warmup_steps')} warm-up steps and a linear decay over the last "
-            f"{1 - tc.get('decay_start', 0):.0%}; unit-norm decoder rows; `W_enc` initialised to `W_dec^T`, `b_dec` to the "
-            f"data mean; inputs scaled to mean norm sqrt(d) during training (scale {train['input_scale']:.3f}, folded "
-            "into the saved weights)",
+            f"- Adam with {tc.get('warmup_steps')} warm-up steps and a linear decay to 0 over the last "
+            f"{1 - tc.get('decay_start', 0):.0%} of each stage; unit-norm decoder rows; `W_enc` initialised to "
+            "`W_dec^T`, `b_dec` to the data mean; inputs scaled to mean norm sqrt(d) during training (scale "
+            f"{train['input_scale']:.3f}, folded into the saved weights)",
             f"- dead features: AuxK loss (coefficient {tc.get('aux_coef'):.4f}, k_aux {tc.get('aux_k')}) on features "
             f"silent for {tc.get('dead_tokens'):,} tokens; {train['dead_fraction_end']:.2%} were silent at the end",
             "",
-            "Command:",
+            "Commands (the first caches every training window's activations):",
             "",
             "```bash",
             "python -m steering.corpus",
-            f"python -m steering.train_sae --model {cfg['model_name']} --layer {cfg['hook_layer']} --max-tokens "
-            f"{train['cache_tokens']} --d-sae {cfg['d_sae']} --k {cfg['k']} "
-            f"--epochs {tc.get('epochs')} --lr {tc.get('lr')} --out {rel}",
+            f"python -m steering.train_sae --model {cfg['model_name']} --layer {cfg['hook_layer']} --out {rel} --cache-only",
+        ]
+        for i, run in enumerate(runs):
+            rc = run.get("config", {})
+            out = f"{rel}-stage1" if i == 0 and len(runs) > 1 else rel
+            init = f" --init-from {rel}-stage1" if i == 1 else ""
+            lines.append(
+                f"python -m steering.train_sae --model {cfg['model_name']} --layer {cfg['hook_layer']} --use-cached "
+                f"--max-tokens {run['cache_tokens']} --d-sae {cfg['d_sae']} --k {cfg['k']} --epochs {rc.get('epochs')} "
+                f"--lr {rc.get('lr')}{init} --out {out}")
+        lines += [
             f"python -m steering.sae_quality {rel}",
             f"python -m steering.feature_contexts {rel}",
             "```",
@@ -256,7 +275,8 @@ def model_card(folder: Path, manifest: dict | None = None) -> str:
     if manifest:
         lines += ["## Data", "",
                   f"{manifest['tokens']['train']:,} training tokens were built by `python -m steering.corpus` "
-                  f"(of which {train.get('cache_tokens', 0):,} were cached and trained on, drawn at random by window) "
+                  f"(cut into windows of {train.get('ctx', 256)} tokens, documents and tails under 16 tokens dropped, position 0 "
+                  f"of each window not stored: {train.get('cache_tokens', 0):,} cached positions) "
                   f"and {manifest['tokens']['heldout']:,} held out. Chat-shaped text is rendered through the model's "
                   "chat template (with its default system turn).", "",
                   "| source | package | licence | documents | train tokens |", "|---|---|---|---|---|"]
@@ -299,7 +319,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--corpus", type=Path, default=cache_root() / "corpus")
     p.add_argument("--heldout", type=Path, default=None, help="held-out jsonl (default: CORPUS/heldout.jsonl)")
     p.add_argument("--tokens", type=int, default=20000, help="held-out tokens to score")
-    p.add_argument("--dead-tokens", type=int, default=300_000, help="training-cache tokens for the dead fraction")
+    p.add_argument("--dead-tokens", type=int, default=None,
+                   help="training-cache tokens for the dead fraction (default: the whole cache)")
     p.add_argument("--sample-tokens", type=int, default=1500, help="size of the shipped held-out sample")
     p.add_argument("--card-only", action="store_true", help="only (re)write README.md from the stored figures")
     p.add_argument("--sample-only", action="store_true", help="only (re)compute the shipped sample's figures")

@@ -196,6 +196,31 @@ class TrainConfig:
     sink_factor: float = 10.0  # positions with ||x|| > sink_factor * median norm are attention sinks: not trained on
 
 
+class SelectedPreacts(torch.autograd.Function):
+    """`enc[idx] . xc + b_enc[idx]` for the selected (B, k) features, with values already computed.
+
+    Written by hand because autograd through a gather would build (B, k, d) tensors twice (forward rows and
+    their gradient), which cost more than the dense encoder product itself; here the backward is one
+    `embedding_bag` and its weight gradient, with nothing of size (B, k, d) made.
+    """
+
+    @staticmethod
+    def forward(ctx, xc: Tensor, enc: Tensor, b_enc: Tensor, idx: Tensor, values: Tensor) -> Tensor:
+        ctx.save_for_backward(xc, enc, idx)
+        ctx.n_features = b_enc.shape[0]
+        return values.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        xc, enc, idx = ctx.saved_tensors
+        with torch.enable_grad():
+            weight = enc.detach().requires_grad_()
+            grad_xc = F.embedding_bag(idx, weight, per_sample_weights=grad, mode="sum")  # sum_k g_bk enc[idx_bk]
+            (grad_enc,) = torch.autograd.grad(grad_xc, weight, grad_outputs=xc)  # row j: sum g_bk xc_b, idx_bk = j
+        grad_b_enc = torch.zeros(ctx.n_features, dtype=grad.dtype).index_add_(0, idx.flatten(), grad.flatten())
+        return grad_xc.detach(), grad_enc, grad_b_enc, None, None
+
+
 class TopKTrainer(nn.Module):
     """Training-time TopK SAE. `enc` is stored (d_sae, d_in) so the k selected rows gather contiguously."""
 
@@ -217,10 +242,8 @@ class TopKTrainer(nn.Module):
             pre = xc @ self.enc.T + self.b_enc  # (B, F): the one dense product
             if mask is not None:
                 pre = pre.masked_fill(~mask, float("-inf"))
-            idx = pre.topk(k, dim=-1).indices  # (B, k)
-        rows = F.embedding(idx, self.enc)  # (B, k, d)
-        values = torch.einsum("bkd,bd->bk", rows, xc) + self.b_enc[idx]
-        return idx, torch.relu(values)
+            top = pre.topk(k, dim=-1)  # (B, k)
+        return top.indices, torch.relu(SelectedPreacts.apply(xc, self.enc, self.b_enc, top.indices, top.values))
 
     def decode_sparse(self, idx: Tensor, acts: Tensor) -> Tensor:
         return F.embedding_bag(idx, self.W_dec, per_sample_weights=acts, mode="sum")  # (B, d)
@@ -270,11 +293,13 @@ def fve(x: Tensor, x_hat: Tensor) -> Tensor:
 
 
 def train(acts: Tensor, cfg: TrainConfig, out: Path | None = None, progress: bool = True,
-          meta: dict | None = None, stop_after: int | None = None) -> tuple[SAE, dict]:
+          meta: dict | None = None, stop_after: int | None = None, init: SAE | None = None) -> tuple[SAE, dict]:
     """Train on `acts` (N, d) (any float dtype; batches are cast to float32). Returns the SAE and a history.
 
     With `out`, checkpoints go to `out/checkpoint.pt` and a run resumes from it. `stop_after` ends the
-    run (with a checkpoint) once that many steps are done; a later call continues it exactly.
+    run (with a checkpoint) once that many steps are done; a later call continues it exactly. `init` starts
+    from a trained TopK SAE of the same shape instead of a random one (more data or epochs for a shipped
+    SAE, with its feature indices kept).
     """
     from tqdm import tqdm
 
@@ -285,7 +310,17 @@ def train(acts: Tensor, cfg: TrainConfig, out: Path | None = None, progress: boo
     scale = float(sample.norm(dim=1).mean() / math.sqrt(d))
     model = TopKTrainer(d, cfg.d_sae, cfg.k, cfg.seed)
     with torch.no_grad():
-        model.b_dec.copy_(sample.mean(0) / scale)
+        if init is None:
+            model.b_dec.copy_(sample.mean(0) / scale)
+        else:
+            if (init.activation, init.k, init.d_sae, init.d_in) != ("topk", cfg.k, cfg.d_sae, d):
+                raise ValueError(f"--init-from SAE is {init.activation} k={init.k} {init.d_in}x{init.d_sae}; this run "
+                                 f"trains topk k={cfg.k} {d}x{cfg.d_sae}: pass the same --k and --d-sae")
+            model.enc.copy_(init.W_enc.T.float())
+            model.W_dec.copy_(init.W_dec.float())
+            model.b_enc.copy_(init.b_enc.float() / scale)  # the saved biases read raw inputs
+            model.b_dec.copy_(init.b_dec.float() / scale)
+            model.normalise_decoder()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     steps_per_epoch = max(1, n // cfg.batch_size)
     total_steps = max(1, int(cfg.epochs * steps_per_epoch))
@@ -389,13 +424,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--corpus", type=Path, default=cache_root() / "corpus", help="folder from `python -m steering.corpus`")
     p.add_argument("--out", type=Path, required=True, help="folder for the SAE (cfg.json, sae_weights.safetensors)")
     p.add_argument("--cache", type=Path, default=None, help="activation cache folder (default under the cache root)")
-    p.add_argument("--max-tokens", type=int, default=None, help="cap on training tokens")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="cap on training tokens: windows drawn at random when caching; with --use-cached, the first "
+                        "this many cached positions")
     p.add_argument("--ctx", type=int, default=256)
     p.add_argument("--device", default="auto")
     p.add_argument("--cache-only", action="store_true", help="stop after caching activations")
     p.add_argument("--use-cached", action="store_true",
                    help="train on the shards already in the cache, even if caching was stopped early")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="start from this trained TopK SAE folder (same --d-sae and --k) instead of a random one")
     p.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after this many steps")
     p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"], help="saved weights")
     for f in TrainConfig.__dataclass_fields__.values():
@@ -405,8 +444,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(**{f: getattr(args, f) for f in TrainConfig.__dataclass_fields__})
     cache = args.cache or default_cache_dir(args.model, args.layer, args.corpus, "train")
-    if args.use_cached:  # train on the shards cached so far (a cache stopped early)
-        acts = load_cache(cache)["acts"]
+    if args.use_cached:  # train on the shards cached so far (a cache stopped early), or their first --max-tokens
+        acts = load_cache(cache, args.max_tokens)["acts"]
         meta_train = {"tokens": len(acts), "partial": not (cache / "meta.json").exists()}
     else:
         model, tok = load_model(args.model, device=args.device, dtype="float32" if args.device in ("cpu", "auto") else "auto")
@@ -423,7 +462,15 @@ def main(argv: list[str] | None = None) -> None:
     meta = {"model_name": args.model, "layer": args.layer,
             "hook_name": f"blocks.{args.layer}.hook_resid_post", "context_size": args.ctx,
             "trained_by": "steering.train_sae", "training_tokens": int(meta_train["tokens"])}
-    sae, history = train(acts, cfg, out=args.out, meta=meta, stop_after=args.stop_after)
+    init, previous = None, None
+    if args.init_from is not None:
+        from .sae_formats import load_sae
+
+        init = load_sae(args.init_from)
+        prev_path = args.init_from / "training.json"
+        previous = json.loads(prev_path.read_text()) if prev_path.exists() else {"source": str(args.init_from)}
+        previous.pop("curve", None)
+    sae, history = train(acts, cfg, out=args.out, meta=meta, stop_after=args.stop_after, init=init)
     if history["steps"] < int(cfg.epochs * max(1, len(acts) // cfg.batch_size)):
         print(f"stopped at step {history['steps']}; run the same command again to continue", flush=True)
         return
@@ -438,6 +485,8 @@ def main(argv: list[str] | None = None) -> None:
             "train_fve_last100": history["final_fve_100"], "dead_fraction_end": history["dead_fraction_end"],
             "corpus_tokens": corpus_manifest.get("tokens"),
             "curve": {k: history[k][:: max(1, len(history[k]) // 200)] for k in ("step", "fve", "dead")}}
+    if previous is not None:
+        info["initialised_from"] = previous  # the earlier run(s) this one continued
     (args.out / "training.json").write_text(json.dumps(info, indent=2))
     (args.out / "checkpoint.pt").unlink(missing_ok=True)
     print(f"saved {args.out}: train FVE (last 100 steps) {history['final_fve_100']:.4f}, "
