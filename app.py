@@ -1,6 +1,6 @@
 """Steer a chat model with SAE features, and see which features fire: the Gradio app.
 
-Layout and event wiring only; the work is in `steering.service`. Runs as a Hugging Face Space
+Layout and event wiring only; the work is in `steering.service.demo`. Runs as a Hugging Face Space
 on ZeroGPU (`spaces.GPU` is a no-op elsewhere) and as `python app.py` on a laptop CPU.
 Environment: STEERING_CONFIG (default demo.yaml), STEERING_CONCURRENCY (default 4),
 STEERING_BATCH_WINDOW_MS (default 15; 0 turns batching off), STEERING_MAX_NEW_TOKENS (server cap,
@@ -19,15 +19,15 @@ from typing import Iterator
 import gradio as gr
 import pandas as pd
 import spaces
-import torch
 
-from steering.config import MODES, GenerationSettings
-from steering.feature_info import load_feature_info
-from steering.hooks import active_requests
-from steering.limits import Limits, UserError
-from steering.service import OUT_OF_MEMORY, DemoService, Slider
-from steering.session import Steerer
-from steering.share import SteeringSetup, from_query, parse_key, to_query
+from steering import Engine
+from steering.config import MODES
+from steering.inspection.labels import load_feature_info
+from steering.service import views
+from steering.service.demo import DemoService
+from steering.service.errors import visitor_message
+from steering.service.limits import Limits, UserError
+from steering.service.setup import SteeringSetup, from_query, to_query
 
 log = logging.getLogger("steering.app")
 
@@ -43,27 +43,17 @@ except ImportError:  # not a requirement of the app
 MAX_SLOTS = 12
 CONFIG = os.environ.get("STEERING_CONFIG", "demo.yaml")
 LIMITS = Limits(max_new_tokens=int(os.environ.get("STEERING_MAX_NEW_TOKENS", "512")))
-
-STEERER = Steerer.from_config(CONFIG)  # loaded once, at import (ZeroGPU moves it to the GPU per call)
 CONCURRENCY = int(os.environ.get("STEERING_CONCURRENCY", "4"))
 ON_ZEROGPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")  # each call is its own process there
-if not ON_ZEROGPU:
-    STEERER.enable_batching(float(os.environ.get("STEERING_BATCH_WINDOW_MS", "15")) / 1000, max_batch=max(CONCURRENCY, 1))
-SERVICE = DemoService(STEERER, LIMITS, load_feature_info(STEERER.config))
+ENGINE = Engine.from_config(  # loaded once, at import (ZeroGPU moves it to the GPU per call)
+    CONFIG, batching=not ON_ZEROGPU, batch_window_s=float(os.environ.get("STEERING_BATCH_WINDOW_MS", "15")) / 1000,
+    max_batch=max(CONCURRENCY, 1),
+)
+SERVICE = DemoService(ENGINE, LIMITS, load_feature_info(ENGINE.config))
 DEFAULTS = SERVICE.defaults()
 
 
 # ---- errors: a readable message, never a traceback, and the page keeps its state ---------------
-
-def _shown(exc: BaseException) -> gr.Error:
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        log.warning("out of memory: %s", type(exc).__name__)
-        return gr.Error(OUT_OF_MEMORY, print_exception=False)
-    if isinstance(exc, (UserError, ValueError, KeyError)):
-        return gr.Error(str(exc).strip("'\""), print_exception=False)  # it quotes the visitor's input: not for the log
-    log.exception("unexpected error")
-    return gr.Error(f"Something went wrong on the server ({type(exc).__name__}). Your conversation is kept; try again.", print_exception=False)  # logged just above
-
 
 def readable_errors(fn):
     if inspect.isgeneratorfunction(fn):
@@ -74,7 +64,7 @@ def readable_errors(fn):
             except gr.Error:
                 raise
             except Exception as exc:
-                raise _shown(exc) from None
+                raise gr.Error(visitor_message(exc), print_exception=False) from None
         return gen_wrapper
 
     @functools.wraps(fn)
@@ -84,42 +74,26 @@ def readable_errors(fn):
         except gr.Error:
             raise
         except Exception as exc:
-            raise _shown(exc) from None
+            raise gr.Error(visitor_message(exc), print_exception=False) from None
     return wrapper
 
 
 # ---- controls <-> setup ----------------------------------------------------------------------
 
-def setup_from_controls(setup: SteeringSetup, mode: str, compare: bool, gen: list, values: list, enabled: list) -> SteeringSetup:
-    """The visitor's setup as the page shows it: slot i holds the i-th feature of `features_for`."""
-    features = SERVICE.features_for(setup)
-    strengths = {f.key: (float(v) if on else None) for f, v, on in zip(features, values, enabled)}
-    max_new_tokens, temperature, top_p, repetition_penalty, seed = gen
-    try:
-        generation = GenerationSettings(
-            max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p),
-            repetition_penalty=float(repetition_penalty), seed=None if seed in (None, "") or int(seed) < 0 else int(seed),
-        )
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"Generation settings: {str(exc).splitlines()[-1]}") from None
-    return replace(setup, strengths=strengths, mode=None if mode == "own" else mode, compare=bool(compare), generation=generation)
-
-
 def current_setup(setup: SteeringSetup, mode: str, compare: bool, controls: tuple) -> SteeringSetup:
-    """`setup_from_controls` for an event whose inputs end with the generation settings, the sliders and the on boxes."""
-    return setup_from_controls(setup, mode, compare, list(controls[:5]), list(controls[5:5 + MAX_SLOTS]), list(controls[5 + MAX_SLOTS:]))
+    """The setup as the page shows it; the inputs end with the generation settings, the sliders and the on boxes."""
+    return SERVICE.setup_from_controls(setup, mode, compare, controls[:5], controls[5:5 + MAX_SLOTS], controls[5 + MAX_SLOTS:])
 
 
 def slot_updates(setup: SteeringSetup) -> list:
     """Visibility, label, range and value of every slot, then its on/off box."""
-    sliders = SERVICE.sliders(setup)
+    sliders = views.sliders(SERVICE, setup)
     rows, bars, boxes = [], [], []
     for i in range(MAX_SLOTS):
         if i < len(sliders):
-            s: Slider = sliders[i]
-            info = f"layer {s.layer}, feature {s.index} · typical norm of layer {s.layer}: {s.norm:.0f}"
+            s = sliders[i]
             rows.append(gr.update(visible=True))
-            bars.append(gr.update(label=s.label, info=info, minimum=s.minimum, maximum=s.maximum, value=s.value))
+            bars.append(gr.update(label=s.label, info=s.info, minimum=s.minimum, maximum=s.maximum, value=s.value))
             boxes.append(gr.update(value=s.enabled))
         else:
             rows.append(gr.update(visible=False))
@@ -167,43 +141,17 @@ def inspect_panel(message, setup, steered_view, mode, compare, *controls):
     if not message:
         return gr.update(), empty, [], "Send a message to see which features fire on it.", gr.update()
     try:
-        current = current_setup(setup, mode, compare, controls)
-        rows = SERVICE.inspect(message, current, steered=bool(steered_view), n=10)
-        if not rows:
-            return [], empty, [], "No feature fired on the last token.", gr.update()
-        top = rows[0]
-        tokens = SERVICE.token_activations(message, top["index"])
-        special = {STEERER.tokenizer.decode([i]) for i in STEERER.special_ids}
-        shown = [(t, 0.0 if i == 0 or t in special else v) for i, (t, v) in enumerate(tokens)]  # position 0 and chat-control tokens are outliers
-        peak = max((abs(v) for _, v in shown), default=0.0) or 1.0
-        highlighted = [(t, round(v / peak, 3) if v else None) for t, v in shown]
-        table = [[r["index"], r["label"], r["activation"]] for r in rows]
-        bars = pd.DataFrame({"feature": [str(r["index"]) for r in rows], "activation": [r["activation"] for r in rows]})
-        note = (f"Layer {STEERER.inspector_layer}, last prompt token, {'under your steering' if steered_view else 'unsteered'}. "
-                f"Highlighted: feature {top['index']} ({top['label']}) on each token of the prompt (special tokens and the first position left out).")
-        return table, bars, highlighted, note, gr.update(value=top["index"])
+        panel = views.inspector_panel(SERVICE, message, current_setup(setup, mode, compare, controls), bool(steered_view))
     except Exception as exc:  # the panel must never break the chat
-        if not isinstance(exc, UserError):
-            log.exception("inspector panel failed")
-        return [], empty, [], f"Inspector: {exc}", gr.update()
+        return [], empty, [], f"Inspector: {visitor_message(exc)}", gr.update()
+    picked_update = gr.update() if panel.top_index is None else gr.update(value=panel.top_index)
+    return panel.table, pd.DataFrame(panel.bars), panel.tokens, panel.note, picked_update
 
 
 @readable_errors
 def add_custom(setup: SteeringSetup, index):
-    if index is None:
-        raise UserError("Pick a feature first: click a row of a features table, or type its index.")
-    layer = STEERER.inspector_layer
-    index = SERVICE._index(int(index)) if float(index).is_integer() else SERVICE._index(index)
-    key = (layer, index)
-    if key in setup.custom or any((f.layer, f.index) == key for f in STEERER.features):
-        gr.Info(f"Feature {index} already has a slider.")
-        return [setup] + slot_updates(setup)
-    if len(SERVICE.features_for(setup)) >= MAX_SLOTS:
-        raise UserError(f"All {MAX_SLOTS} slider slots are in use.")
-    setup = replace(setup, custom=setup.custom + (key,))
-    SERVICE.validated(setup)
-    STEERER.vector(layer, index)
-    gr.Info(f"Added a slider for feature {index} ({SERVICE.label(layer, index)}). Set its strength, then send a message.")
+    setup, message = SERVICE.add_feature(setup, index, MAX_SLOTS)
+    gr.Info(message)
     return [setup] + slot_updates(setup)
 
 
@@ -212,17 +160,15 @@ def reset_defaults(setup: SteeringSetup):
     return [fresh] + slot_updates(fresh) + control_values(fresh)
 
 
+@readable_errors
 def share_query(setup, mode, compare, *controls) -> str:
-    try:
-        return to_query(current_setup(setup, mode, compare, controls), DEFAULTS)
-    except UserError as exc:
-        raise gr.Error(str(exc), print_exception=False) from None
+    return to_query(current_setup(setup, mode, compare, controls), DEFAULTS)
 
 
 def on_load(request: gr.Request):
     """Apply a share link's query parameters; bad ones are named in a warning."""
     params = dict(request.query_params) if request is not None else {}
-    setup, warnings = from_query(params, DEFAULTS, STEERER.n_layers, SERVICE.d_sae if "add" in params else None)
+    setup, warnings = from_query(params, DEFAULTS, ENGINE.n_layers, SERVICE.d_sae if "add" in params else None)
     try:
         setup, notices = SERVICE.validated(setup)
         warnings += notices
@@ -246,8 +192,7 @@ def pick_row(evt: gr.SelectData, table):
 @spaces.GPU(duration=60)
 @readable_errors
 def run_differential(pos, neg, n):
-    rows = SERVICE.differential(pos, neg, int(n or 20))
-    return [[r["index"], r["label"], r["score"], r["mean_pos"], r["mean_neg"], r["fire_pos"], r["fire_neg"]] for r in rows]
+    return views.differential_table(SERVICE.differential(pos, neg, int(n or 20)))
 
 
 @spaces.GPU(duration=60)
@@ -255,50 +200,24 @@ def run_differential(pos, neg, n):
 def run_scan(prompts, index):
     if index is None:
         raise UserError("Type a feature index to scan for.")
-    rows, rate = SERVICE.scan(prompts, int(index))
+    rows, rate = SERVICE.scan(prompts, index)
     return [[r["prompt"], r["activation"]] for r in rows], f"Feature {int(index)} fired on {rate:.0%} of {len(rows)} prompts."
 
 
 @spaces.GPU(duration=60)
 @readable_errors
 def run_concept(concept, n):
-    rows = SERVICE.concept_search(concept, int(n or 10))
-    return [[r["index"], r["label"], r["score"], r["fire_pos"], r["fire_neg"]] for r in rows]
+    return views.concept_table(SERVICE.concept_search(concept, int(n or 10)))
 
 
 @readable_errors
 def show_contexts(index):
     if index is None:
         raise UserError("Type a feature index.")
-    found = SERVICE.contexts(int(index))
-    if not found:
-        return "This SAE ships no top-activating contexts for this feature."
-    return "\n".join(f"{i + 1}. {c}" for i, c in enumerate(found))
+    return views.contexts_text(SERVICE.contexts(index))
 
 
 # ---- named API endpoints (gradio_client) -------------------------------------------------------
-
-def _api_setup(strengths, mode, add_features, max_new_tokens, temperature, top_p, repetition_penalty, seed) -> SteeringSetup:
-    try:
-        custom = tuple(parse_key(k) for k in (add_features or []))
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    if mode not in (*MODES, "own"):
-        raise UserError(f"mode must be one of {', '.join(MODES)}, own; got {mode!r}")
-    g = DEFAULTS.generation
-    try:
-        generation = GenerationSettings(
-            max_new_tokens=g.max_new_tokens if max_new_tokens is None else max_new_tokens,
-            temperature=g.temperature if temperature is None else temperature,
-            top_p=g.top_p if top_p is None else top_p,
-            repetition_penalty=g.repetition_penalty if repetition_penalty is None else repetition_penalty,
-            seed=g.seed if seed is None else (None if seed < 0 else seed),
-        )
-    except (TypeError, ValueError) as exc:
-        raise UserError(str(exc)) from None
-    merged = dict(DEFAULTS.strengths) | dict(strengths or {})
-    return replace(DEFAULTS, strengths=merged, mode=None if mode == "own" else mode, custom=custom, generation=generation)
-
 
 def api_chat_duration(message, history=None, strengths=None, mode="own", add_features=None, max_new_tokens=None, *rest, **kwargs) -> int:
     return chat_duration(message, history, None, mode, False, max_new_tokens if max_new_tokens is not None else LIMITS.max_new_tokens)
@@ -319,7 +238,7 @@ def api_chat(
     seed: int | None = None,
 ) -> Iterator[str]:
     """Stream a steered answer. strengths: {"L15:123": 80.0, "L15:7": null (off)}; add_features: ["L15:99"]."""
-    setup = _api_setup(strengths, mode, add_features, max_new_tokens, temperature, top_p, repetition_penalty, seed)
+    setup = SERVICE.setup_from_api(strengths, mode, add_features, max_new_tokens, temperature, top_p, repetition_penalty, seed)
     for update in SERVICE.chat(message, history, setup):
         yield update.steered
 
@@ -355,13 +274,13 @@ def api_concept_search(concept: str, top_n: int = 10) -> list:
 
 def api_status() -> dict:
     """Generations in flight and the model served (counts only, nothing about visitors)."""
-    return {"active_generations": active_requests(), "model": STEERER.config.model}
+    return SERVICE.status()
 
 
 # ---- layout ----------------------------------------------------------------------------------
 
 INTRO = f"""# Steering with SAE features
-Chat with **{STEERER.config.model.removeprefix('embedded:')}** while pushing its residual stream along sparse-autoencoder
+Chat with **{ENGINE.config.model.removeprefix('embedded:')}** while pushing its residual stream along sparse-autoencoder
 feature directions. Move a slider, send a message, and compare with the unsteered answer. The inspector shows which
 features fire on your message."""
 
@@ -397,11 +316,11 @@ with gr.Blocks(title="Steering with SAE features") as demo:
                     gr.Markdown("### Steering")
                     mode = gr.Radio(["own", *MODES], value="own", label="Mode", info="add: push along the feature · clamp: set its component · pin: set the SAE's activation · own: each feature's configured mode", elem_id="mode")
                     compare = gr.Checkbox(label="Compare with the unsteered answer", value=False, elem_id="compare")
-                    if STEERER.notice:
-                        gr.Markdown(f"_{STEERER.notice}_")
-                    if STEERER.backend == "nnsight":
+                    if ENGINE.notice:
+                        gr.Markdown(f"_{ENGINE.notice}_")
+                    if ENGINE.backend == "nnsight":
                         gr.Markdown("_Steering runs through the NNsight backend (`backend: nnsight` in the config): the same edits as the hooks backend, written as nnsight interventions; the position options are not available with it._")
-                    if not STEERER.features:
+                    if not ENGINE.features:
                         gr.Markdown("_No features configured in demo.yaml yet: add one from the inspector (\"Steer with this feature\")._")
                     slot_rows, slot_sliders, slot_checks = [], [], []
                     for i in range(MAX_SLOTS):

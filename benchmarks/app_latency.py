@@ -108,7 +108,9 @@ def _trace_library(mark, generation, streamer_class) -> None:
         return run(self)
 
     generation.Generation._run = traced_run
-    from steering import batching  # the app batches requests that arrive together: a batch starts here
+    from steering import (
+        batching,  # the app batches requests that arrive together: a batch starts here
+    )
 
     batch_run = batching.Batcher.run
 
@@ -406,8 +408,8 @@ def main() -> int:
     from gradio_client import Client
 
     from steering.config import GenerationSettings
-    from steering.service import DemoService
-    from steering.session import Steerer
+    from steering.engine import Steerer
+    from steering.service.demo import DemoService
 
     settings = GenerationSettings(max_new_tokens=TOKENS, temperature=0.0, repetition_penalty=1.0)
     load_before = os.getloadavg()[0]

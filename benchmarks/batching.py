@@ -8,7 +8,7 @@ once, each with different steering (its own features, modes and strengths), gree
 - batched: the four at once through `Steerer.enable_batching`, one batch with per-row steering.
 Aggregate tokens/s is all new tokens over the wall time from the first start to the last end.
 
-`Steerer.enable_batching` also routes the model's linear layers through `steering.small_batch` for
+`Steerer.enable_batching` also routes the model's linear layers through `steering.generate.small_batch` for
 batched steps; the per-shape timings of both products are recorded too (`kernels`).
 
 Correctness, in the same run: each batched row's text against the same chat alone, and each
@@ -33,11 +33,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from steering.batching import BatchedGeneration  # noqa: E402
 from steering.config import GenerationSettings  # noqa: E402
-from steering.hooks import steering  # noqa: E402
-from steering.session import Steerer  # noqa: E402
-from steering.small_batch import time_shapes  # noqa: E402
+from steering.engine import Steerer  # noqa: E402
+from steering.generate.batching import BatchedGeneration  # noqa: E402
+from steering.generate.small_batch import time_shapes  # noqa: E402
+from steering.steer.hooks import steering  # noqa: E402
 
 PROMPTS = [  # each answer runs to the token limit
     "Write a long story about a family trip to the mountains.",

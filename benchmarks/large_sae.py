@@ -4,7 +4,7 @@
 (131072 features x 4096 dims, fp32: 2 GiB per matrix, 4 GiB in all) to a temporary folder. It
 then times, each in a fresh process so its peak resident memory is its own:
 - extract: `open_sae(folder).decoder_rows(8 indices)` plus their encoder rows (what
-  `python -m steering.extract` does);
+  `python -m steering.cli.extract` does);
 - full load: `torch.load(ae.pt, weights_only=True)`, which is what a loader without lazy reads
   does.
 Both run with the file in the page cache (written just before), which favours the full load.
@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +29,7 @@ CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import torch
-from steering.sae_formats import open_sae
+from steering.sae.registry import open_sae
 folder, what = sys.argv[2], sys.argv[3]
 indices = json.loads(sys.argv[4])
 t0 = time.perf_counter()

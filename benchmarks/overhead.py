@@ -19,9 +19,9 @@ import argparse
 import json
 import platform
 import statistics
-from contextlib import nullcontext
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -30,11 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from steering.config import load_config  # noqa: E402
-from steering.default_model import EMBEDDED_MODEL  # noqa: E402
-from steering.hooks import Edit, SteeringPlan, attach, detach, steering  # noqa: E402
-from steering.models import encode_chat, load_model  # noqa: E402
-from steering.sae import FeatureRule, TopKFeature  # noqa: E402
-from steering.sae_formats import open_sae  # noqa: E402
+from steering.model.chat_template import encode_chat
+from steering.model.embedded import EMBEDDED_MODEL  # noqa: E402
+from steering.model.loading import load_model  # noqa: E402
+from steering.sae.core import FeatureRule, TopKFeature  # noqa: E402
+from steering.sae.registry import open_sae  # noqa: E402
+from steering.steer.hooks import attach, detach, steering  # noqa: E402
+from steering.steer.plan import Edit, SteeringPlan
 
 SHIPPED = ROOT / "saes" / "smollm2-135m-instruct" / "layer_15"
 PROMPT = "Tell me about your weekend plans."

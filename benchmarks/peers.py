@@ -18,7 +18,7 @@ Same model, vector, layer, prompt and decoding for every approach:
 
 Approaches:
 - plain: unsteered `model.generate`, no hooks installed (the physical limit);
-- ours: `steering.hooks.steering()` with a plan around `model.generate`, i.e. the persistent
+- ours: `steering.steer.hooks.steering()` with a plan around `model.generate`, i.e. the persistent
   dispatching hooks the app uses, attached once at load on its own copy of the model;
 - per-request hooks: the original project's way, a forward hook registered on
   `model.model.layers[15]` before each call and removed in `finally` (on the plain copy);
@@ -66,12 +66,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from steering.config import GenerationSettings, load_config  # noqa: E402
-from steering.default_model import EMBEDDED_MODEL, ensure_default_model  # noqa: E402
-from steering.hooks import Edit, SteeringPlan, attach, detach, steering  # noqa: E402
-from steering.models import encode_chat, load_model  # noqa: E402
-from steering.vectors import load_vectors  # noqa: E402
 from benchmarks.peer_runner import installed_version  # noqa: E402  (the runner imports only the stdlib at load)
+from steering.config import GenerationSettings, load_config  # noqa: E402
+from steering.model.chat_template import encode_chat
+from steering.model.embedded import EMBEDDED_MODEL, ensure_default_model  # noqa: E402
+from steering.model.loading import load_model  # noqa: E402
+from steering.steer.hooks import attach, detach, steering  # noqa: E402
+from steering.steer.plan import Edit, SteeringPlan
+from steering.steer.vectors import load_vectors  # noqa: E402
 
 PROMPT = "Tell me about your weekend plans."
 VENVS = ROOT / "benchmarks" / ".venvs"
@@ -235,7 +237,7 @@ def nnsight_generate(model, tok, plan: SteeringPlan, kwargs: dict) -> torch.Tens
     """This library's nnsight backend, with a collecting streamer in place of nnsight's own."""
     from transformers.generation.streamers import BaseStreamer
 
-    from steering.nnsight_backend import NNsightGeneration
+    from steering.generate.nnsight import NNsightGeneration
 
     collector = type("IdCollector", (_IdCollector, BaseStreamer), {})()
     settings = GenerationSettings(max_new_tokens=kwargs["max_new_tokens"], temperature=0.0, repetition_penalty=1.0)
@@ -310,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     strength = feature.strength if args.strength is None else args.strength
     vector = load_vectors(config.vectors_path()).get(feature.layer, feature.index)
     if vector is None:
-        raise SystemExit(f"{config.vectors_path()} lacks {feature.key}: run `python -m steering.extract`")
+        raise SystemExit(f"{config.vectors_path()} lacks {feature.key}: run `python -m steering.cli.extract`")
     layer, u = feature.layer, vector.direction.float()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -343,13 +345,13 @@ def main(argv: list[str] | None = None) -> int:
         Approach("plain", in_process(lambda: plain_generate(model, kwargs), prompt_len), "main",
                  "no steering, no hooks installed"),
         Approach("ours", in_process(lambda: ours_generate(ours_model, plan, kwargs), prompt_len), "main",
-                 "steering.hooks.steering(model, plan) around generate: the persistent dispatching hooks (attached once "
+                 "steering.steer.hooks.steering(model, plan) around generate: the persistent dispatching hooks (attached once "
                  "at load, as the app does; its own model instance); add h + s*u at every position"),
         Approach("per-request hooks", in_process(lambda: per_request_generate(model, layer, u, strength, kwargs), prompt_len),
                  "main", f"register_forward_hook on model.model.layers[{layer}] adding s*u to the output at every position, "
                  "removed in finally; per call (the plain model instance, no other hooks)"),
         Approach("nnsight", in_process(lambda: nnsight_generate(nn_model, tok, plan, kwargs), prompt_len), "main",
-                 "steering.nnsight_backend.NNsightGeneration.generate: layer output edited inside an nnsight generate "
+                 "steering.generate.nnsight.NNsightGeneration.generate: layer output edited inside an nnsight generate "
                  "trace, every step (tracer.iter), same Edit.apply; a separate model instance; an id-collecting streamer "
                  "replaces nnsight's default one"),
     ]

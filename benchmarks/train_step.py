@@ -24,7 +24,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from steering.train_sae import TopKTrainer  # noqa: E402
+from steering.offline.train import TopKTrainer  # noqa: E402
 
 
 class GatherTrainer(TopKTrainer):

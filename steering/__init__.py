@@ -2,24 +2,34 @@
 
 Notebook use::
 
-    from steering import Steerer
-    s = Steerer.from_config("demo.yaml")
-    for piece in s.stream([{"role": "user", "content": "Hi!"}], strengths={"L15:123": 80.0}):
-        print(piece, end="")
-    s.inspect("Tell me about the sea")
+    from steering import Engine
+    with Engine.from_config("demo.yaml") as engine:
+        for piece in engine.stream("Hi!", strengths={"L15:8672": 40.0}):
+            print(piece, end="")
+        engine.inspect("Tell me about the sea")
 
-Lower level: `config` (demo.yaml), `models` (loading, chat template), `sae` / `sae_formats`
-(SAEs and their formats), `vectors` (steering_vectors.pt), `hooks` (request-scoped steering
-and capture), `generation` (streaming), `inspector` (read-only statistics).
+Layers (docs/architecture.md): `config`, `model`, `sae`, `steer`, `generate`, `inspection`,
+`service` and `cli` are the runtime; `steering.offline` holds the offline tools and is never
+imported by the runtime. Names load on first use, so `import steering.config` loads no torch.
 """
 
-from .config import ConfigError, DemoConfig, FeatureSpec, GenerationSettings, load_config
-from .hooks import Edit, SteeringPlan, capture_residual, steering
-from .sae import SAE
-from .sae_formats import load_sae, open_sae
-from .session import Steerer
+from importlib import import_module
 
-__all__ = [
-    "ConfigError", "DemoConfig", "FeatureSpec", "GenerationSettings", "load_config",
-    "Edit", "SteeringPlan", "capture_residual", "steering", "SAE", "load_sae", "open_sae", "Steerer",
-]
+_EXPORTS = {
+    **dict.fromkeys(("ConfigError", "DemoConfig", "FeatureSpec", "GenerationSettings", "load_config"), "steering.config"),
+    "Engine": "steering.engine",
+    "Steerer": "steering.engine",
+    "FeatureKey": "steering.keys",
+    **dict.fromkeys(("SAE", "load_sae", "open_sae"), "steering.sae"),
+    **dict.fromkeys(("Edit", "SteeringPlan", "build_plan"), "steering.steer.plan"),
+    **dict.fromkeys(("capture_residual", "steering"), "steering.steer.hooks"),
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

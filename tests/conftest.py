@@ -1,6 +1,17 @@
-"""Shared fixtures: the real embedded model (converted once per machine) and a tiny random Llama."""
+"""Shared fixtures (the real embedded model, converted once per machine; a tiny random Llama; the launched
+app) and the test tiers, marked by directory:
+
+- tests/unit/: fast and model-free (no real SmolLM2, no app): `python3 -m pytest tests/unit`;
+- tests/integration/: the real model, marked `integration` and `slow`;
+- tests/app/: the launched app.py (gradio_client, the browser), marked `app` and `slow`; the Playwright
+  test also `browser`.
+
+`python3 -m pytest -m "not integration and not app"` (or `-m "not slow"`) is the fast tier too.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,8 +21,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 @pytest.fixture(scope="session")
 def smollm2():
     """The real SmolLM2-135M-Instruct (model, tokenizer), fetched and converted on first use."""
-    from steering.default_model import EMBEDDED_MODEL
-    from steering.models import load_model
+    from steering.model.embedded import EMBEDDED_MODEL
+    from steering.model.loading import load_model
 
     return load_model(EMBEDDED_MODEL, device="cpu", dtype="float32")
 
@@ -63,3 +74,28 @@ def app_server(tmp_path_factory):
     proc, url, _ = start_app(demo, {"HF_TOKEN": os.environ.get("HF_TOKEN", "hf_secret_test_value")}, timeout_s=180)
     yield url
     stop_app(proc)
+
+
+TESTS = Path(__file__).resolve().parent
+TIER_MARKS = {"unit": (), "integration": ("integration", "slow"), "app": ("app", "slow")}
+HEAVY_FIXTURES = {"smollm2", "app_server"}  # what the unit tier must not use
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test by its tier directory; refuse a unit test that loads the real model or the app."""
+    misplaced = []
+    for item in items:
+        try:
+            parts = Path(str(item.path)).resolve().relative_to(TESTS).parts
+        except ValueError:
+            continue
+        tier = parts[0] if len(parts) > 1 else None
+        for name in TIER_MARKS.get(tier, ()):
+            item.add_marker(name)
+        if tier == "app" and parts[-1] == "test_browser.py":
+            item.add_marker("browser")
+        if tier == "unit" and HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            misplaced.append(f"{item.nodeid} uses {sorted(HEAVY_FIXTURES & set(item.fixturenames))}")
+    if misplaced:
+        raise pytest.UsageError("tests/unit must stay model-free; move these to tests/integration or tests/app:\n  "
+                                + "\n  ".join(misplaced))

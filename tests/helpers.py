@@ -74,3 +74,41 @@ def stop_app(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+TINY_SYSTEM = "You are a helpful AI assistant named Tiny"
+CHATML = (  # the shape of SmolLM2's template: a default system turn when the chat has none
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\n" + TINY_SYSTEM + "<|im_end|>\n' }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+NO_SYSTEM_CHATML = (  # a template that refuses a system turn, as Gemma's does
+    "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+TINY_WORDS = (
+    "system user assistant You are a helpful AI named Tiny What is the capital of France Paris Hi hello "
+    "tell me about sea ocean waves dog cat bread The weather was mild so we walked to market Be brief "
+    "Answer in French Sure it yes no , . ? ! :"
+).split()
+
+
+def tiny_tokenizer(chat_template: str | None = CHATML):
+    """A word-level tokenizer built in memory (nothing downloaded): ChatML control tokens, a BOS its
+    post-processor adds, and TINY_WORDS; every id is below 100, so the tiny Llama fixture reads them."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"]
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(specials + TINY_WORDS))}
+    assert len(vocab) < 100
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    core.post_processor = processors.TemplateProcessing(single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", 0)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<|endoftext|>", eos_token="<|im_end|>",
+                                  unk_token="<unk>", pad_token="<|endoftext|>",
+                                  additional_special_tokens=["<|im_start|>", "<|im_end|>"])
+    tok.chat_template = chat_template
+    return tok

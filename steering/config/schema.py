@@ -1,0 +1,390 @@
+"""The configuration's dataclasses; each validates its own fields once, in `__post_init__`.
+
+A dataclass raises one `ConfigError` listing every problem of its fields (paths `feature.<field>`,
+`sae.<field>`, `generation.<field>`, or the top-level key), checked on the values as given and only then
+normalised (floats, tuples), so messages echo what the user wrote. The YAML parser builds these and
+gathers their problems rather than checking anything a second time.
+
+Decisions:
+- Features without an `sae` are allowed only with a vectors file (it carries their decoder directions);
+  `pin` reads the SAE's encoder, so a pinned feature always needs `sae`.
+- A feature's `range` is its slider range; a strength outside its own range is an error.
+- Duplicate features (same layer and index) are an error: merge them into one entry.
+
+Longer than 300 lines: the four dataclasses are one schema, each with its field docstrings and its one
+validation beside the fields it checks; split apart, the schema would no longer read as a whole.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from steering.config.problems import (
+    ConfigError,
+    check_bool,
+    check_finite,
+    check_int,
+    check_str,
+    int_fix,
+    is_int,
+    problem,
+    raise_if,
+)
+from steering.keys import FeatureKey
+from steering.sae.names import SAE_FORMATS
+
+MODES = ("add", "clamp", "pin")
+"""Steering modes (docs/steering-math.md): add `h + s u`, clamp the component along u to s, pin the SAE's reading to s."""
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+"""Values of `dtype`."""
+
+BACKENDS = ("hooks", "nnsight")
+"""Values of `backend`."""
+
+DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
+"""The embedded default model's name, as `model` spells it."""
+
+DEFAULT_VECTORS = "steering_vectors.pt"
+"""Default pre-extracted vectors file, relative to the YAML's folder."""
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_LOCAL_PREFIXES = ("./", "../", "/", "~", ".\\", "..\\")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One SAE feature to steer with."""
+
+    layer: int
+    """Decoder layer whose output (resid_post) is steered, 0-based."""
+    index: int
+    """Feature index in that layer's SAE, 0-based."""
+    strength: float = 0.0
+    """Steering strength s: added amount (add), target component (clamp) or target activation (pin)."""
+    label: str | None = None
+    """Human-readable name shown in the app; None shows `feature {index} @ layer {layer}`."""
+    mode: str | None = None
+    """This feature's mode (one of MODES); None uses the config's top-level `mode`."""
+    range: tuple[float, float] | None = None
+    """Slider range (min, max) for the strength; the strength must lie inside it."""
+    enabled: bool = True
+    """False: listed with its recommended strength, but switched off until someone turns it on."""
+
+    def __post_init__(self) -> None:
+        raise_if(self._problems())
+        object.__setattr__(self, "strength", float(self.strength))
+        if self.range is not None:
+            object.__setattr__(self, "range", (float(self.range[0]), float(self.range[1])))
+
+    def _problems(self) -> list[str]:
+        """Named `feature.<field>`; the parser renames them to `features[i].<field>`."""
+        problems: list[str] = []
+        check_int(problems, "feature.layer", self.layer, 15)
+        check_int(problems, "feature.index", self.index, 21576)
+        strength_ok = check_finite(problems, "feature.strength", self.strength, 8.0)
+        if self.label is not None and not isinstance(self.label, str):
+            problems.append(problem("feature.label", "expected a string or null", self.label, 'quote it: label: "Eiffel Tower"'))
+        if self.mode is not None and self.mode not in MODES:
+            problems.append(problem("feature.mode", f"must be one of {', '.join(MODES)}", self.mode, f"write mode: {MODES[0]}, or leave it out to use the top-level mode"))
+        if self.range is not None:
+            problems += _range_problems(self.range, self.strength if strength_ok else None)
+        check_bool(problems, "feature.enabled", self.enabled, "write enabled: false to start with the feature switched off")
+        return problems
+
+    @property
+    def key(self) -> FeatureKey:
+        """Stable identifier; `str()` and f-strings give `L{layer}:{index}`."""
+        return FeatureKey(self.layer, self.index)
+
+    @property
+    def display_name(self) -> str:
+        """The label, or `feature {index} @ layer {layer}`."""
+        return self.label or f"feature {self.index} @ layer {self.layer}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical mapping form; None fields are left out."""
+        d: dict[str, Any] = {"layer": self.layer, "index": self.index, "strength": self.strength}
+        if self.label is not None:
+            d["label"] = self.label
+        if self.mode is not None:
+            d["mode"] = self.mode
+        if self.range is not None:
+            d["range"] = [self.range[0], self.range[1]]
+        if not self.enabled:
+            d["enabled"] = False
+        return d
+
+
+def _range_problems(rng: Any, strength: Any) -> list[str]:
+    """A feature's `range`, and its strength against it; `strength` None: itself invalid, not compared."""
+    if not isinstance(rng, (list, tuple)) or len(rng) != 2:
+        return [problem("feature.range", "expected two numbers [min, max]", rng, "write range: [0, 20]")]
+    problems: list[str] = []
+    lo_ok = check_finite(problems, "feature.range[0]", rng[0], 0.0)
+    hi_ok = check_finite(problems, "feature.range[1]", rng[1], 20.0)
+    if not (lo_ok and hi_ok):
+        return problems
+    if not rng[0] < rng[1]:
+        problems.append(problem("feature.range", "min must be less than max", rng, f"write range: [{rng[1]}, {rng[0]}] or widen it"))
+    elif strength is not None and not rng[0] <= strength <= rng[1]:
+        what = f"lies outside its own range [{rng[0]}, {rng[1]}]"
+        problems.append(problem("feature.strength", what, strength, f"use a strength between {rng[0]} and {rng[1]}, or widen range"))
+    return problems
+
+
+@dataclass(frozen=True)
+class SAESpec:
+    """Where the SAE weights live."""
+
+    source: str
+    """Hub repo id or local folder (a relative folder resolves against the YAML's folder)."""
+    format: str = "auto"
+    """Weight format, one of SAE_FORMATS; `auto` detects it from the files."""
+    path: str | None = None
+    """Subfolder per layer inside `source`, with `{layer}` substituted; None: weights at the top of `source`."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit); None: the default branch."""
+    k: int | None = None
+    """TopK's k where the files do not record it (Qwen-Scope); None: read it from the files or the repo name."""
+
+    def __post_init__(self) -> None:
+        raise_if(self._problems())
+
+    def _problems(self) -> list[str]:
+        problems: list[str] = []
+        if self.k is not None:
+            check_int(problems, "sae.k", self.k, 50, minimum=1)
+        check_str(problems, "sae.source", self.source, "write source: <Hub repo id or local folder>, e.g. andyrdt/saes-llama-3.1-8b-instruct")
+        if self.format not in SAE_FORMATS:
+            problems.append(problem("sae.format", f"must be one of {', '.join(SAE_FORMATS)}", self.format, "write format: auto to detect it from the files"))
+        check_str(problems, "sae.path", self.path, 'write path: "resid_post_layer_{layer}/trainer_1", or leave it out', optional=True)
+        check_str(problems, "sae.revision", self.revision, 'quote it: revision: "main", or leave it out', optional=True)
+        return problems
+
+    def subfolder(self, layer: int) -> str | None:
+        """The subfolder holding `layer`'s SAE, or None when weights sit at the top of `source`."""
+        if self.path is None:
+            return None
+        return self.path.replace("{layer}", str(layer))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical mapping form."""
+        d = {"source": self.source, "format": self.format, "path": self.path, "revision": self.revision}
+        if self.k is not None:
+            d["k"] = self.k
+        return d
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Sampling settings for each reply."""
+
+    max_new_tokens: int = 256
+    """Most tokens generated per reply, >= 1."""
+    temperature: float = 0.7
+    """Sampling temperature, >= 0; 0 means greedy decoding."""
+    top_p: float = 0.9
+    """Nucleus sampling mass, 0 < top_p <= 1; 1 disables it."""
+    repetition_penalty: float = 1.1
+    """Repetition penalty, > 0; 1 means none."""
+    seed: int | None = 0
+    """Sampling seed, >= 0; None draws a random seed each time."""
+
+    def __post_init__(self) -> None:
+        raise_if(self._problems())
+        for name in ("temperature", "top_p", "repetition_penalty"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    def _problems(self) -> list[str]:
+        problems: list[str] = []
+        check_int(problems, "generation.max_new_tokens", self.max_new_tokens, 256, minimum=1)
+        t, top_p, penalty, seed = self.temperature, self.top_p, self.repetition_penalty, self.seed
+        if check_finite(problems, "generation.temperature", t, 0.7) and t < 0:
+            problems.append(problem("generation.temperature", "must be >= 0 (0 means greedy)", t, "use 0 for greedy or a positive value such as 0.7"))
+        if check_finite(problems, "generation.top_p", top_p, 0.9) and not 0 < top_p <= 1:
+            problems.append(problem("generation.top_p", "must satisfy 0 < top_p <= 1", top_p, "use a value such as 0.9, or 1 to disable nucleus sampling"))
+        if check_finite(problems, "generation.repetition_penalty", penalty, 1.1) and penalty <= 0:
+            problems.append(problem("generation.repetition_penalty", "must be > 0", penalty, "use 1.0 for no penalty or a value such as 1.1"))
+        if seed is not None:
+            if not is_int(seed):
+                problems.append(problem("generation.seed", "expected a whole number or null", seed, int_fix(seed, 0) + ", or null for a random seed each time"))
+            elif seed < 0:
+                problems.append(problem("generation.seed", "must be >= 0", seed, "use a seed >= 0, or null for a random seed each time"))
+        return problems
+
+    @property
+    def greedy(self) -> bool:
+        """True when temperature is 0."""
+        return self.temperature == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical mapping form."""
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "repetition_penalty": self.repetition_penalty,
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """A whole steering demo: model, SAE, features, and how to generate."""
+
+    model: str
+    """Hub id, local folder (relative to base_dir), or the embedded default name (DEFAULT_MODEL)."""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N | mps."""
+    dtype: str = "auto"
+    """One of DTYPES."""
+    sae: SAESpec | None = None
+    """Where the SAE lives; None when no SAE is used (features then come from the vectors file)."""
+    features: tuple[FeatureSpec, ...] = ()
+    """Features to steer with, in config order (same-layer features apply in this order)."""
+    mode: str = "add"
+    """Default mode (one of MODES) for features without their own."""
+    steer_special_tokens: bool = True
+    """False: BOS and chat-control tokens stay unsteered."""
+    steer_generated_only: bool = False
+    """True: prompt positions stay unsteered; only generated tokens are steered."""
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    """Sampling settings."""
+    system_prompt: str | None = None
+    """System turn text; None keeps the model's own default system turn."""
+    inspector_layer: int | None = None
+    """Layer the inspector reads; None: the first feature's layer, else the middle layer."""
+    vectors: str = DEFAULT_VECTORS
+    """Pre-extracted vectors file, relative to base_dir."""
+    backend: str = "hooks"
+    """hooks (this library's request-scoped hooks) or nnsight (the same edits as nnsight interventions; needs nnsight)."""
+    base_dir: Path = Path(".")
+    """Folder relative paths resolve against (the YAML's folder)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "features", tuple(self.features))
+        object.__setattr__(self, "base_dir", Path(self.base_dir))
+        raise_if(self._problems())
+
+    def _problems(self) -> list[str]:
+        """The top-level fields, then what only the whole config shows: duplicate features, pin without an SAE."""
+        problems: list[str] = []
+        check_str(problems, "model", self.model, f"write model: <Hub id or local folder>, e.g. model: {DEFAULT_MODEL}")
+        if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
+            problems.append(problem("device", "must be auto, cpu, cuda, cuda:N or mps", self.device, "write device: auto"))
+        if self.dtype not in DTYPES:
+            problems.append(problem("dtype", f"must be one of {', '.join(DTYPES)}", self.dtype, "write dtype: auto"))
+        if self.mode not in MODES:
+            problems.append(problem("mode", f"must be one of {', '.join(MODES)}", self.mode, "write mode: add"))
+        if self.system_prompt is not None and not isinstance(self.system_prompt, str):
+            problems.append(problem("system_prompt", "expected a string or null", self.system_prompt, "quote the text, or write null to keep the model's default"))
+        if self.inspector_layer is not None:
+            check_int(problems, "inspector_layer", self.inspector_layer, 15)
+        check_str(problems, "vectors", self.vectors, f"write vectors: {DEFAULT_VECTORS}")
+        check_bool(problems, "steer_special_tokens", self.steer_special_tokens)
+        check_bool(problems, "steer_generated_only", self.steer_generated_only)
+        if self.backend not in BACKENDS:
+            problems.append(problem("backend", f"must be one of {', '.join(BACKENDS)}", self.backend, "write backend: hooks"))
+        seen: dict[FeatureKey, int] = {}
+        for i, f in enumerate(self.features):
+            if f.key in seen:
+                problems.append(f"features[{i}]: duplicates features[{seen[f.key]}] ({f.key}). Fix: keep one entry per (layer, index) and merge their strengths")
+            else:
+                seen[f.key] = i
+        if self.sae is None:
+            for i, f in enumerate(self.features):
+                if self.feature_mode(f) == "pin":
+                    problems.append(
+                        f"features[{i}].mode: pin reads the SAE's encoder, but there is no sae section. Fix: add sae: {{source: ...}}, or use mode add or clamp"
+                    )
+        return problems
+
+    def feature_mode(self, f: FeatureSpec) -> str:
+        """The mode `f` is steered with: its own, else the config's default."""
+        return f.mode if f.mode is not None else self.mode
+
+    def vectors_path(self) -> Path:
+        """The vectors file, resolved against base_dir (`~` expanded)."""
+        return Path(_resolve_local(self.vectors, self.base_dir))
+
+    def sae_source(self) -> str:
+        """The SAE source: local paths resolved against base_dir, Hub ids unchanged. Raises ConfigError without an SAE."""
+        if self.sae is None:
+            raise ConfigError("sae: no SAE is configured. Fix: add sae: {source: <Hub repo id or local folder>}")
+        s = self.sae.source
+        return _resolve_local(s, self.base_dir) if _is_local_path(s, self.base_dir) else s
+
+    def model_source(self) -> str:
+        """The model: local paths resolved against base_dir; Hub ids and `embedded:` names unchanged."""
+        s = self.model
+        if s.startswith("embedded:"):
+            return s
+        return _resolve_local(s, self.base_dir) if _is_local_path(s, self.base_dir) else s
+
+    def resolve_inspector_layer(self, n_layers: int) -> int:
+        """inspector_layer if set, else the first feature's layer, else the middle layer `n_layers // 2`."""
+        if self.inspector_layer is not None:
+            return self.inspector_layer
+        if self.features:
+            return self.features[0].layer
+        return n_layers // 2
+
+    def check_against(self, n_layers: int, d_sae: int | Mapping[int, int] | None = None) -> None:
+        """Check layers and indices against the loaded model and SAE; raise ConfigError naming each bad entry.
+
+        `d_sae` is the SAE width, one for all layers or per layer (a layer missing from the mapping is not
+        checked); None skips index checks.
+        """
+        problems: list[str] = []
+        for i, f in enumerate(self.features):
+            if not 0 <= f.layer < n_layers:
+                problems.append(problem(f"features[{i}].layer", f"is outside the model's layers [0, {n_layers})", f.layer, f"use a layer from 0 to {n_layers - 1}"))
+                continue
+            width = d_sae.get(f.layer) if isinstance(d_sae, Mapping) else d_sae
+            if width is not None and not 0 <= f.index < width:
+                what = f"is outside layer {f.layer}'s SAE features [0, {width})"
+                problems.append(problem(f"features[{i}].index", what, f.index, f"use an index from 0 to {width - 1}"))
+        if self.inspector_layer is not None and not 0 <= self.inspector_layer < n_layers:
+            what = f"is outside the model's layers [0, {n_layers})"
+            problems.append(problem("inspector_layer", what, self.inspector_layer, f"use a layer from 0 to {n_layers - 1}, or null"))
+        raise_if(problems)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical form (no aliases); `parse_config(cfg.to_dict(), cfg.base_dir) == cfg`."""
+        return {
+            "model": self.model,
+            "device": self.device,
+            "dtype": self.dtype,
+            "sae": self.sae.to_dict() if self.sae is not None else None,
+            "features": [f.to_dict() for f in self.features],
+            "mode": self.mode,
+            "steer_special_tokens": self.steer_special_tokens,
+            "steer_generated_only": self.steer_generated_only,
+            "generation": self.generation.to_dict(),
+            "system_prompt": self.system_prompt,
+            "inspector_layer": self.inspector_layer,
+            "vectors": self.vectors,
+            "backend": self.backend,
+        }
+
+
+def _is_local_path(s: str, base_dir: Path) -> bool:
+    """A local path exists (relative to base_dir) or starts with ./ ../ / ~."""
+    if s.startswith(_LOCAL_PREFIXES):
+        return True
+    try:
+        return (base_dir / s).exists()
+    except OSError:
+        return False
+
+
+def _resolve_local(s: str, base_dir: Path) -> str:
+    p = Path(s).expanduser()
+    if not p.is_absolute():
+        p = base_dir / p
+    return str(p)

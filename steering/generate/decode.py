@@ -1,0 +1,216 @@
+"""The one sampling loop: every answer (served alone or batched, compared, evaluated) comes from `Decoder.run`.
+
+A lone request is a batch of one. `model.generate` drives the forward passes with its KV cache
+and stays in greedy mode; `RowSampler` chooses each row's token itself (its own penalty, sampling
+settings and seeded generator) and `RowStops` ends rows one by one (end of turn, length, a stop
+text, Stop) and streams each row's text. Rows are left-padded; each is steered by its own plan
+with positions counted from its own first token (`SteeringHooks.steering_rows`), so a row
+behaves as its request would alone, up to float rounding of the batched products.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol, Sequence
+
+import torch
+from torch import Tensor
+from transformers import (
+    GenerationConfig,
+    LogitsProcessor,
+    StoppingCriteria,
+    TextStreamer,
+)
+
+from steering.config import GenerationSettings
+from steering.generate.sampling import (
+    repetition_penalty,
+    sample_token,
+    seeded_generator,
+)
+from steering.model.padding import padded
+from steering.steer.plan import SteeringPlan
+
+END = None
+"""Put on a request's event queue after its last piece."""
+
+
+class RowText(TextStreamer):
+    """transformers' incremental detokenizer for one row, writing `(tag, piece)` to a queue."""
+
+    def __init__(self, tokenizer, events: queue.SimpleQueue, tag: int):
+        super().__init__(tokenizer, skip_prompt=False, skip_special_tokens=True)
+        self.events, self.tag = events, tag
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        if text:
+            self.events.put((self.tag, text))
+
+
+@dataclass(eq=False)
+class Request:
+    """One answer being generated. `events` receives `(tag, piece)` and finally `(tag, END)`."""
+
+    input_ids: Tensor  # (1, T), no padding
+    plan: SteeringPlan | None
+    settings: GenerationSettings
+    events: queue.SimpleQueue
+    tag: int = 0
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    record_logits: bool = False
+    tokens: list[int] = field(default_factory=list)
+    logits: list[Tensor] = field(default_factory=list)
+    done: bool = False
+    error: BaseException | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
+    generator: torch.Generator | None = None
+    text: RowText | None = None
+    release: Callable[[], None] | None = None  # the decoder's count of requests in flight
+    batch: Sequence["Request"] = ()  # the rows run with this one, and the thread running them
+    thread: threading.Thread | None = None
+
+    def start(self, tokenizer) -> None:
+        """Ready the row for a batch: its generator and detokenizer."""
+        if self.settings.temperature > 0 and self.generator is None:
+            self.generator = seeded_generator(self.settings.seed, self.input_ids.device)
+        if self.text is None:
+            self.text = RowText(tokenizer, self.events, self.tag)
+
+    def finish(self) -> None:
+        if not self.done:
+            self.done = True
+            if self.text is not None:
+                self.text.end()
+        if not self.finished.is_set():
+            if self.release is not None:
+                self.release()
+            self.finished.set()
+            self.events.put((self.tag, END))
+
+
+class RowSampler(LogitsProcessor):
+    """Each row's own penalty and sampling; leaves only the chosen token so greedy `generate` takes it."""
+
+    def __init__(self, rows: Sequence[Request], offsets: Sequence[int]):
+        self.rows, self.offsets = rows, offsets
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        out = torch.full_like(scores, float("-inf"))
+        for b, row in enumerate(self.rows):
+            if row.done:
+                out[b, 0] = 0.0  # a finished row's token is replaced by padding anyway
+                continue
+            s = scores[b : b + 1]
+            if row.record_logits:
+                row.logits.append(s[0].detach().clone())
+            s = repetition_penalty(s, input_ids[b : b + 1, self.offsets[b] :], row.settings.repetition_penalty)
+            out[b, int(sample_token(s, row.settings.temperature, row.settings.top_p, row.generator))] = 0.0
+        return out
+
+
+class RowStops(StoppingCriteria):
+    """Hands each row its new token and ends rows one by one: end of turn, length, `stop_text`, Stop.
+
+    It reads the new tokens from `input_ids` rather than through `generate`'s streamer, whose
+    call order relative to the stopping criteria differs between transformers versions.
+    """
+
+    def __init__(self, rows: Sequence[Request], eos_ids: Iterable[int], tokenizer=None, stop_text: str | None = None):
+        self.rows, self.eos_ids = rows, set(eos_ids)
+        self.tokenizer, self.stop_text = tokenizer, stop_text
+
+    def __call__(self, input_ids: Tensor, scores: Tensor, **kwargs) -> Tensor:
+        for row, token in zip(self.rows, input_ids[:, -1].tolist()):
+            if row.done:
+                continue
+            row.tokens.append(token)
+            row.text.put(torch.tensor([token]))
+            if (token in self.eos_ids or len(row.tokens) >= row.settings.max_new_tokens or row.stop_event.is_set()
+                    or (self.stop_text and self.stop_text in self.tokenizer.decode(row.tokens[-16:]))):
+                row.finish()
+        return torch.tensor([row.done for row in self.rows], dtype=torch.bool, device=input_ids.device)
+
+
+class Runner(Protocol):
+    """How a batch's forward passes are steered: the hooks (per row) or nnsight (one plan for all rows)."""
+
+    per_row: bool
+
+    def generate(self, rows: Sequence[Request], offsets: Sequence[int], **generate_kwargs) -> None: ...
+
+
+class Decoder:
+    """Runs batches of requests through `runner` with the shared sampler and stops (see the module docstring)."""
+
+    def __init__(self, model, tokenizer, runner: Runner, eos_ids: Iterable[int], stop_text: str | None = None):
+        self.model, self.tokenizer, self.runner = model, tokenizer, runner
+        self.eos_ids = sorted(set(eos_ids))
+        self.stop_text = stop_text
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (self.eos_ids[0] if self.eos_ids else 0)
+        self._lock = threading.Lock()
+        self._active = 0
+
+    @property
+    def active(self) -> int:
+        """Requests generating right now: taken by `run`, released as each one ends."""
+        return self._active
+
+    def _count(self, delta: int) -> None:
+        with self._lock:
+            self._active += delta
+
+    def run(self, rows: Sequence[Request]) -> None:
+        """Generate all `rows` on the calling thread (one batch where the runner steers per row);
+        every row ends, whatever happens, and an error reaches each row it touched."""
+        live = [r for r in rows if not r.stop_event.is_set()]
+        for r in live:
+            self._count(+1)
+            r.release = lambda: self._count(-1)
+        for r in rows:
+            if r not in live:
+                r.finish()
+        groups = [live] if self.runner.per_row else [[r] for r in live]
+        for group in groups:
+            try:
+                if group:
+                    self._generate(group)
+            except BaseException as exc:  # surfaced to each row's consumer
+                for r in group:
+                    r.error = exc
+            finally:
+                for r in group:
+                    r.finish()
+
+    def _generate(self, rows: Sequence[Request]) -> None:
+        device = rows[0].input_ids.device
+        for r in rows:
+            r.start(self.tokenizer)
+        ids, mask = padded([r.input_ids[0].tolist() for r in rows], self.pad_id, left=True)
+        offsets = [ids.shape[-1] - int(r.input_ids.shape[-1]) for r in rows]
+        base = self.model.generation_config
+        config = GenerationConfig(
+            max_new_tokens=max(r.settings.max_new_tokens for r in rows), do_sample=False,
+            eos_token_id=self.eos_ids or base.eos_token_id, pad_token_id=self.pad_id, bos_token_id=base.bos_token_id,
+        )
+        with torch.inference_mode():
+            self.runner.generate(
+                rows, offsets, input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config,
+                logits_processor=[RowSampler(rows, offsets)],
+                stopping_criteria=[RowStops(rows, self.eos_ids, self.tokenizer, self.stop_text)],
+            )
+
+
+class HooksRunner:
+    """Steers each row of a batch by its own plan through the model's `SteeringHooks`."""
+
+    per_row = True
+
+    def __init__(self, model, hooks, special_ids: Iterable[int]):
+        self.model, self.hooks, self.special_ids = model, hooks, list(special_ids)
+
+    def generate(self, rows: Sequence[Request], offsets: Sequence[int], **kwargs) -> None:
+        with self.hooks.steering_rows([r.plan for r in rows], [r.input_ids for r in rows], offsets, self.special_ids):
+            self.model.generate(**kwargs)

@@ -1,0 +1,122 @@
+"""What each SAE feature means, as an SAE folder ships it: labels and top-activating contexts."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+FILENAME = "feature_contexts.json.gz"
+
+
+@dataclass(frozen=True)
+class Context:
+    before: str
+    token: str
+    after: str
+    activation: float
+
+    def __str__(self) -> str:
+        return f"{self.before}[[{self.token}]]{self.after}"
+
+
+class FeatureContexts:
+    """Read-only view of a `feature_contexts.json.gz` file."""
+
+    def __init__(self, data: dict):
+        self.data = data
+        self.vocab: dict[int, str] = {int(k): v for k, v in data["vocab"].items()}
+        self.features: list[dict] = data["features"]
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def _check(self, index: int) -> dict:
+        if not 0 <= index < len(self.features):
+            raise IndexError(f"feature {index} out of range: this SAE has features 0..{len(self.features) - 1}")
+        return self.features[index]
+
+    def label(self, index: int) -> str:
+        return self._check(index)["label"]
+
+    def contexts(self, index: int) -> list[Context]:
+        out = []
+        for act, ids, hi in self._check(index)["contexts"]:
+            pieces = [self.vocab[i] for i in ids]
+            out.append(Context("".join(pieces[:hi]), pieces[hi], "".join(pieces[hi + 1 :]), float(act)))
+        return out
+
+    def info(self, index: int) -> dict:
+        f = self._check(index)
+        return {k: f[k] for k in ("label", "fire_rate", "max_activation", "top_tokens", "promotes")}
+
+    def search(self, text: str, n: int = 20) -> list[int]:
+        """Features whose label or top tokens contain `text` (case-insensitive)."""
+        text = text.lower()
+        hits = [i for i, f in enumerate(self.features)
+                if text in f["label"].lower() or any(text in t.lower() for t, _ in f["top_tokens"])]
+        return hits[:n]
+
+
+def has_feature_contexts(folder: str | Path) -> bool:
+    """Whether an SAE folder ships a contexts file."""
+    return (Path(folder) / FILENAME).is_file()
+
+
+def load_feature_contexts(folder: str | Path) -> FeatureContexts:
+    """Load `feature_contexts.json.gz` from an SAE folder (or the file itself)."""
+    path = Path(folder)
+    if path.is_dir():
+        path = path / FILENAME
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: compute it with `python -m steering.offline.contexts {path.parent}`")
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return FeatureContexts(json.load(f))
+
+from steering.config import DemoConfig
+
+
+class FolderFeatureInfo:
+    """Per-layer feature contexts found in the SAE folders, loaded on first use."""
+
+    def __init__(self, folders: dict[int, Path]):
+        self.folders = folders
+        self._loaded: dict[int, object] = {}
+
+    def _layer(self, layer: int):
+        if layer not in self._loaded:
+            from steering.inspection.labels import load_feature_contexts
+
+            folder = self.folders.get(layer)
+            self._loaded[layer] = load_feature_contexts(folder) if folder is not None else None
+        return self._loaded[layer]
+
+    def label(self, layer: int, index: int) -> str | None:
+        found = self._layer(layer)
+        return found.label(index) if found is not None else None
+
+    def contexts(self, layer: int, index: int) -> list[str]:
+        found = self._layer(layer)
+        return [str(c) for c in found.contexts(index)] if found is not None else []
+
+
+def load_feature_info(config: DemoConfig, layers: list[int] | None = None) -> FolderFeatureInfo | None:
+    """Feature info for the config's local SAE folders that ship contexts, or None."""
+    if config.sae is None:
+        return None
+    try:
+        from steering.inspection.labels import has_feature_contexts
+    except ImportError:
+        return None
+    root = Path(config.sae_source())
+    if not root.is_dir():
+        return None
+    wanted = layers if layers is not None else sorted({f.layer for f in config.features} | ({config.inspector_layer} if config.inspector_layer is not None else set()))
+    folders = {}
+    for layer in wanted:
+        sub = config.sae.subfolder(layer)
+        folder = root / sub if sub else root
+        if has_feature_contexts(folder):
+            folders[layer] = folder
+    return FolderFeatureInfo(folders) if folders else None

@@ -1,0 +1,101 @@
+"""steering.offline.activations on the tiny random Llama and the in-memory tokenizer: windows by hand, layer
+residuals against `output_hidden_states`, and the sharded, resumable on-disk cache read back row by row."""
+
+import json
+
+import pytest
+import torch
+
+from steering.offline.activations import (
+    cache_activations,
+    default_cache_dir,
+    layer_activations,
+    load_cache,
+    load_windows,
+    windows,
+)
+from tests.helpers import TINY_WORDS, tiny_tokenizer
+
+LAYER = 2
+
+
+def _hidden(model, ids, layer=LAYER):
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[layer + 1][0]
+
+
+def test_windows_cut_each_document_and_drop_short_tails():
+    docs = [list(range(40)), list(range(100, 110))]
+    assert windows(docs, ctx=16, min_len=5) == [list(range(16)), list(range(16, 32)), list(range(32, 40)),
+                                               list(range(100, 110))]
+    assert windows(docs, ctx=16, min_len=10) == [list(range(16)), list(range(16, 32)), list(range(100, 110))]
+    assert windows(docs, ctx=16) == [list(range(16)), list(range(16, 32))]  # min_len 16 by default
+
+
+def test_layer_activations_equal_each_window_run_alone(tiny_llama):
+    wins = [[5, 6, 7, 8, 9, 10], [11, 12, 13]]
+    got = layer_activations(tiny_llama, wins, LAYER, pad_id=0)
+    assert [h.shape for h in got] == [(6, 32), (3, 32)] and all(h.dtype == torch.float32 for h in got)
+    for h, w in zip(got, wins):
+        torch.testing.assert_close(h, _hidden(tiny_llama, w), rtol=1e-4, atol=1e-5)
+
+
+def _docs(n=12):
+    return [{"text": " ".join(TINY_WORDS[i % 7:] + TINY_WORDS[: i % 7])} for i in range(n)]
+
+
+def test_the_cache_holds_every_position_but_the_first_of_each_window(tiny_llama, tmp_path):
+    tok = tiny_tokenizer()
+    meta = cache_activations(tiny_llama, tok, _docs(), LAYER, tmp_path, ctx=24, batch_size=3, shard_tokens=100,
+                             progress=False)
+    wins = load_windows(tmp_path)
+    expected_wins = windows((tok(d["text"], add_special_tokens=False)["input_ids"] for d in _docs()), 24)
+    assert wins == expected_wins
+    total = sum(len(w) - 1 for w in wins)
+    assert meta == {"layer": LAYER, "ctx": 24, "windows": len(wins), "tokens": total, "shards": meta["shards"], "d": 32}
+    assert meta["shards"] == len(list(tmp_path.glob("shard_*.safetensors"))) > 1
+    assert json.loads((tmp_path / "meta.json").read_text()) == meta
+    data = load_cache(tmp_path)
+    assert data["acts"].shape == (total, 32) and data["acts"].dtype == torch.float16
+    assert int(data["pos"].min()) == 1
+    assert sorted(zip(data["window"].tolist(), data["pos"].tolist())) == [(i, p) for i, w in enumerate(wins) for p in range(1, len(w))]
+    alone = {i: _hidden(tiny_llama, w) for i, w in enumerate(wins)}
+    for row in range(0, total, 7):
+        w, p = int(data["window"][row]), int(data["pos"][row])
+        torch.testing.assert_close(data["acts"][row].float(), alone[w][p].half().float(), rtol=2e-3, atol=2e-3)
+    assert len(load_cache(tmp_path, max_tokens=10)["acts"]) == 10
+
+
+def test_a_complete_cache_is_not_recomputed_and_an_interrupted_one_resumes(tiny_llama, tmp_path):
+    tok = tiny_tokenizer()
+    meta = cache_activations(tiny_llama, tok, _docs(), LAYER, tmp_path, ctx=24, shard_tokens=100, progress=False)
+    assert cache_activations(None, None, [], LAYER, tmp_path) == meta  # no model needed: meta.json says it is done
+    shards = sorted(tmp_path.glob("shard_*.safetensors"))
+    before = {p.name: p.read_bytes() for p in shards}
+    kept_mtime = shards[0].stat().st_mtime_ns
+    (tmp_path / "meta.json").unlink()
+    shards[-1].unlink()  # interrupted while writing the last shard
+    assert cache_activations(tiny_llama, tok, [], LAYER, tmp_path, ctx=24, shard_tokens=100, progress=False) == meta
+    assert shards[0].stat().st_mtime_ns == kept_mtime  # finished shards are not rewritten
+    assert {p.name: p.read_bytes() for p in sorted(tmp_path.glob("shard_*.safetensors"))} == before
+
+
+def test_a_token_budget_takes_whole_windows_until_it_is_reached(tiny_llama, tmp_path):
+    meta = cache_activations(tiny_llama, tiny_tokenizer(), _docs(), LAYER, tmp_path, ctx=24, max_tokens=40,
+                             progress=False)
+    sizes = [len(w) - 1 for w in load_windows(tmp_path)]
+    assert meta["tokens"] == sum(sizes) and sum(sizes[:-1]) < 40 <= sum(sizes)
+
+
+def test_default_cache_dir_layout(tmp_path, monkeypatch):
+    monkeypatch.setenv("STEERING_CACHE", str(tmp_path))
+    folder = default_cache_dir("embedded:smollm2-135m-instruct", 15, tmp_path / "corpus", "train")
+    assert folder.parent == tmp_path / "activations" / "embedded_smollm2-135m-instruct" / "layer_15"
+    assert folder.name.endswith("_train") and len(folder.name) == len("12345678_train")
+    assert default_cache_dir("org/model", 15, tmp_path / "corpus", "train").name == folder.name  # same corpus, same id
+    assert default_cache_dir("org/model", 15, tmp_path / "other", "train").name != folder.name
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch):
+    monkeypatch.setenv("TQDM_DISABLE", "1")
