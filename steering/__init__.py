@@ -13,7 +13,7 @@ Layers (docs/architecture.md): `config`, `model`, `sae`, `steer`, `generate`, `i
 imported by the runtime. Names load on first use, so `import steering.config` loads no torch.
 """
 
-from importlib import import_module
+from steering.lazy import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(("ConfigError", "DemoConfig", "FeatureSpec", "GenerationSettings", "load_config"), "steering.config"),
@@ -27,9 +27,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> object:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

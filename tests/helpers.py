@@ -42,6 +42,32 @@ def write_sae(folder: Path, sae: SAE) -> Path:
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def layer_config(tmp_path: Path, features, sae_section=None, **extra):
+    """A demo config on the embedded model whose SAE folders are `tmp_path/saes/layer_{layer}` (or
+    `sae_section`; False: no SAE), written to `tmp_path/demo.yaml` and loaded."""
+    import yaml
+
+    from steering.config import load_config
+
+    data = {"model": "embedded:smollm2-135m-instruct", "features": features, **extra}
+    if sae_section is not False:
+        data["sae"] = sae_section or {"source": "./saes", "format": "saelens", "path": "layer_{layer}"}
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_config(path)
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ imported as a module (registered, so its dataclasses resolve)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def start_app(demo: Path, env: dict | None = None, timeout_s: float = 300, argv: list[str] | None = None,
               poll_s: float = 0.5) -> tuple[subprocess.Popen, str, Path]:
     """`python app.py` (or `python *argv`) serving `demo` on a free loopback port; returns (process, URL,

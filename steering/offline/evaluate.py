@@ -22,194 +22,31 @@ Fluency: the perplexity of the answers under the *unsteered* model, conditioned 
 (without any system prompt about the concept), divided by the perplexity of the unsteered answers.
 Also reported, the text-only fluency ratio: the same perplexity ratio with the answers read as plain text
 (no prompt), which does not count leaving the prompt's topic as disfluency.
-Sampling uses the app's defaults (temperature 0.7, top-p 0.9, repetition penalty 1.1, a fixed `--seed`).
-Writes `OUT.json` (every answer), `OUT.md` (tables) and `OUT.png` (plot).
-"""
+Answers come through the serving path, the engine's own decoder (`Engine.run_now`), with the config's
+generation settings (the app's: temperature 0.7, top-p 0.9, repetition penalty 1.1) and one seed per
+prompt (`seed * 1000 + i` for prompt i), so the figures measure what a visitor gets. The prompts and
+keyword lists are in `lexicon`, the scores in `scoring`.
+Writes `OUT.json` (every answer), `OUT.md` (tables) and `OUT.png` (plot)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-NEUTRAL_PROMPTS = [
-    "Tell me about your weekend.",
-    "What is a good way to start the morning?",
-    "Can you give me some advice for a job interview?",
-    "Write a short story about a lost key.",
-    "What do you think about learning a new language?",
-    "How can I be more productive at work?",
-    "Describe your ideal day.",
-    "What is the best way to make new friends?",
-    "Give me three tips for saving money.",
-    "Write a short poem about time.",
-    "What should I do when I feel bored?",
-    "Tell me something interesting.",
-    "How do I stay motivated?",
-    "What makes a good teacher?",
-    "Write a short letter to a friend.",
-    "Explain why sleep is important.",
-    "What is your favourite thing to talk about?",
-    "Give me an idea for a birthday present.",
-    "How can I improve my writing?",
-    "Tell me a fun fact.",
-    "What would you do with a free afternoon?",
-    "Describe a memorable journey.",
-    "Write the opening line of a novel.",
-    "What is a hobby I could pick up?",
-    "What is a good habit to build?",
-    "How do I organise my desk?",
-    "Write a short note to a neighbour.",
-    "What is the most useful thing you know?",
-    "Describe an ordinary Tuesday.",
-    "What should I write in a thank-you card?",
-    "How do I become more patient?",
-    "Tell me about a good book.",
-    "What is a good question to ask a stranger?",
-    "Describe a quiet evening at home.",
-    "How do I plan a busy week?",
-    "Write two sentences about a door.",
-    "What makes a place feel like home?",
-    "Give me a tip for remembering names.",
-    "What is a good way to end the day?",
-    "What is something people often get wrong?",
-]
-
-
-@dataclass(frozen=True)
-class Concept:
-    name: str
-    keywords: tuple[str, ...]  # whole words; see `mentions` for the endings allowed
-    positive: tuple[str, ...]  # prompts about the concept, for the differential ranking
-    system: str  # the baseline's system prompt
-
-
-CONCEPTS: dict[str, Concept] = {c.name: c for c in [
-    Concept("ocean", ("ocean", "sea", "wave", "beach", "marine", "coral", "tide", "shore", "coast", "underwater",
-                      "seawater", "oceanic", "reef", "sailor", "ship", "whale", "dolphin", "fish", "seaside"),
-            ("Tell me about the ocean.", "What lives in the deep sea?", "Describe waves crashing on the beach.",
-             "Why is the sea salty?", "I love swimming in the ocean.", "Tell me about coral reefs and marine life.",
-             "What causes the tides?", "Describe a walk along the seashore."),
-            "Talk about the ocean and the sea in every answer."),
-    Concept("dogs", ("dog", "puppy", "puppies", "canine", "bark", "barking", "leash", "breed", "pet", "labrador",
-                     "retriever", "terrier", "poodle"),
-            ("Tell me about dogs.", "How do I train my puppy?", "What is the best dog breed for a family?",
-             "My dog keeps barking at night.", "Why do dogs wag their tails?", "I want to adopt a dog.",
-             "What should I feed my puppy?", "Describe a golden retriever."),
-            "Talk about dogs in every answer."),
-    Concept("cats", ("cat", "kitten", "kitty", "feline", "meow", "purr", "purring", "whiskers"),
-            ("Tell me about cats.", "Why do cats purr?", "How do I care for a kitten?", "My cat scratches the sofa.",
-             "What do cats eat?", "Describe a fluffy cat sleeping in the sun.", "Why do cats meow?",
-             "Are cats good pets?"),
-            "Talk about cats in every answer."),
-    Concept("space", ("space", "planet", "star", "galaxy", "universe", "astronaut", "moon", "orbit", "rocket",
-                      "solar", "cosmos", "cosmic", "nasa", "telescope", "mars", "jupiter", "earth"),
-            ("Tell me about outer space.", "How many planets are in the solar system?", "What is a black hole?",
-             "Describe the night sky full of stars.", "How do astronauts live in orbit?", "Tell me about galaxies.",
-             "What is on the surface of Mars?", "How do rockets reach space?"),
-            "Talk about outer space in every answer."),
-    Concept("music", ("music", "musical", "song", "sing", "singing", "singer", "melody", "guitar", "piano", "band",
-                      "concert", "rhythm", "instrument", "album", "musician", "tune", "lyrics", "orchestra"),
-            ("Tell me about music.", "How do I learn to play the guitar?", "What makes a song catchy?",
-             "Describe a live concert.", "Who are the greatest composers?", "I love singing in the shower.",
-             "What instrument should I learn?", "Tell me about jazz music."),
-            "Talk about music in every answer."),
-    Concept("food", ("food", "cook", "cooking", "recipe", "dish", "meal", "delicious", "bake", "baking", "bread",
-                     "kitchen", "eat", "eating", "flavor", "flavour", "pasta", "cake", "chocolate", "soup", "taste",
-                     "ingredient", "ingredients", "chef", "fruit", "vegetable", "cheese", "pizza", "dessert", "breakfast",
-                     "lunch", "dinner", "snack", "sandwich", "ice cream", "burger", "salad"),
-            ("Tell me about cooking.", "What is a good recipe for dinner?", "How do I bake bread?",
-             "Describe a delicious meal.", "What is your favourite food?", "How do I make pasta sauce?",
-             "Tell me about chocolate cake.", "What spices go well with chicken?"),
-            "Talk about food and cooking in every answer."),
-    Concept("paris", ("paris", "france", "french", "eiffel", "parisian", "seine", "louvre"),
-            ("Tell me about Paris.", "What should I see in Paris?", "Describe the Eiffel Tower.",
-             "What is France famous for?", "I am travelling to Paris next week.", "Tell me about French cuisine.",
-             "What is the Louvre?", "Describe a walk along the Seine."),
-            "Talk about Paris and France in every answer."),
-    Concept("sadness", ("sad", "sadness", "sorrow", "grief", "tears", "cry", "crying", "lonely", "loneliness",
-                        "melancholy", "heartbreak", "heartbroken", "despair", "unhappy", "depressed", "gloomy", "mourn",
-                        "mourning", "weep", "weeping", "miss"),
-            ("I feel so sad today.", "My heart is broken.", "I miss my grandmother who passed away.",
-             "Everything feels hopeless and lonely.", "I cried all night.", "Why do I feel so down?",
-             "I lost my best friend.", "Describe a feeling of deep sorrow."),
-            "Talk about sadness and sorrow in every answer."),
-    Concept("weather", ("weather", "rain", "raining", "rainy", "storm", "snow", "snowing", "sunny", "cloud", "cloudy",
-                        "wind", "windy", "forecast", "temperature", "thunder", "umbrella", "fog", "climate"),
-            ("What is the weather like today?", "Will it rain tomorrow?", "Describe a thunderstorm.",
-             "I love snowy winter days.", "What causes wind?", "Tell me about the weather forecast.",
-             "Why is the sky cloudy?", "How do hurricanes form?"),
-            "Talk about the weather in every answer."),
-    Concept("animals", ("animal", "cow", "cattle", "livestock", "farm", "buffalo", "horse", "pig", "sheep", "goat",
-                        "dog", "cat", "bird", "wildlife", "creature", "herd", "graze", "grazing", "pet", "zoo",
-                        "mammal", "calf", "bull", "chicken", "deer", "wolf", "lion", "elephant"),
-            ("Tell me about farm animals.", "What do cows eat?", "Describe a herd of buffalo.", "I love animals.",
-             "How do horses sleep?", "What animals live on a farm?", "Tell me about wildlife in Africa.",
-             "Why do sheep live in flocks?"),
-            "Talk about animals in every answer."),
-    Concept("happiness", ("happy", "happiness", "joy", "joyful", "cheerful", "delighted", "smile", "smiling", "laugh",
-                          "laughing", "laughter", "glad", "excited", "excitement", "delight", "grin", "celebrate"),
-            ("I feel so happy today!", "Tell me about a joyful moment.", "What makes people smile?",
-             "I just got great news and I am thrilled.", "Describe pure happiness.", "We laughed all day long.",
-             "Why does laughter feel good?", "Describe a cheerful morning."),
-            "Talk about happiness and joy in every answer."),
-    Concept("forest", ("forest", "tree", "woods", "woodland", "oak", "pine", "leaf", "leaves", "branch", "moss",
-                       "jungle", "rainforest", "timber", "bark", "canopy", "trunk"),
-            ("Tell me about forests.", "Describe a walk in the woods.", "Why are rainforests important?",
-             "What trees grow in a pine forest?", "Describe the forest canopy.", "I love the smell of pine trees.",
-             "What animals live in the woods?", "Why do leaves change colour in autumn?"),
-            "Talk about forests and trees in every answer."),
-    Concept("christmas", ("christmas", "santa", "xmas", "reindeer", "sleigh", "ornament", "mistletoe", "elves", "elf",
-                          "gingerbread", "carol", "carols", "stocking", "festive", "chimney", "snowman"),
-            ("Tell me about Christmas.", "What does Santa bring children?", "How do I decorate a Christmas tree?",
-             "Describe Christmas morning.", "What are traditional Christmas foods?", "Sing me a Christmas carol.",
-             "Where do Santa's reindeer live?", "What gifts should I buy for Christmas?"),
-            "Talk about Christmas in every answer."),
-    Concept("computers", ("computer", "software", "program", "programming", "code", "coding", "algorithm", "python",
-                          "developer", "laptop", "keyboard", "hardware", "processor", "database", "internet",
-                          "digital", "app"),
-            ("Tell me about computers.", "How do I learn programming?", "What is an algorithm?",
-             "Explain how a processor works.", "What is the best laptop for coding?", "How does the internet work?",
-             "Tell me about Python code.", "What does a software developer do?"),
-            "Talk about computers and programming in every answer."),
-    Concept("money", ("money", "dollar", "cash", "bank", "finance", "financial", "invest", "investment", "investing",
-                      "stock", "budget", "wealth", "rich", "profit", "price", "coin", "currency", "loan", "salary"),
-            ("Tell me about money.", "How do I invest in stocks?", "What is a good budget?", "How do banks work?",
-             "I want to get rich.", "Explain inflation and prices.", "What is a currency?", "How do loans work?"),
-            "Talk about money and finance in every answer."),
-    Concept("football", ("football", "soccer", "goal", "match", "team", "player", "league", "stadium", "score",
-                         "striker", "coach", "fans", "kick", "referee", "sport", "sports", "game"),
-            ("Tell me about football.", "Who is the best soccer player?", "Describe a penalty kick.",
-             "How does the World Cup work?", "I love watching football matches.", "What position should I play?",
-             "Tell me about the Premier League.", "How do I become a better striker?"),
-            "Talk about football in every answer."),
-]}
-
-
-def concept_for(label: str | None) -> Concept | None:
-    """The concept a feature label names (first concept name contained in the label, case-insensitive)."""
-    text = (label or "").lower()
-    for name, c in CONCEPTS.items():
-        if re.search(rf"\b{re.escape(name)}\b", text):
-            return c
-    return None
-
-
-def mentions(text: str, keywords: Sequence[str]) -> bool:
-    """Whether `text` contains one of `keywords` as a whole word, case-insensitive; an ending "s", "es", "d", "ed"
-    or "ing" is allowed, so "laughed" counts for "laugh" and "galaxies" needs its own keyword."""
-    pattern = r"\b(?:" + "|".join(re.escape(k) for k in keywords) + r")(?:s|es|d|ed|ing)?\b"
-    return re.search(pattern, text, flags=re.IGNORECASE) is not None
-
-
-# ----------------------------------------------------------------------------------------------------------- generation
+from steering.offline.lexicon import (
+    CONCEPTS,
+    NEUTRAL_PROMPTS,
+    concept_for,
+    mentions,
+)
+from steering.offline.scoring import add_text_only_fluency, answer_nll, score
 
 
 def generate_answers(engine, prompts: Sequence[str], plan=None, system_prompt: str | None = None,
@@ -238,78 +75,6 @@ def generate_answers(engine, prompts: Sequence[str], plan=None, system_prompt: s
                 ans.append(t)
             out.append(ans)
     return out
-
-
-@torch.inference_mode()
-def answer_nll(model, tokenizer, prompts: Sequence[str], answers: Sequence[Sequence[int]], batch_size: int = 12) -> tuple[float, int]:
-    """Summed NLL (nats) and token count of `answers` under the plain model, each after its chat prompt."""
-    from steering.model.chat_template import encode_chat
-    from steering.model.padding import padded
-
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    total, count = 0.0, 0
-    for b in range(0, len(prompts), batch_size):
-        rows, spans = [], []
-        for p, a in zip(prompts[b : b + batch_size], answers[b : b + batch_size]):
-            prompt = encode_chat(tokenizer, [{"role": "user", "content": p}])[0]
-            rows.append(torch.cat([prompt, torch.tensor(a, dtype=torch.long)]))
-            spans.append((len(prompt), len(a)))
-        ids, mask = padded(rows, pad)
-        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float(), -1)
-        for i, (start, n) in enumerate(spans):
-            if n == 0:
-                continue
-            tgt = ids[i, start : start + n]
-            total -= float(logp[i, start - 1 : start + n - 1].gather(-1, tgt.unsqueeze(-1)).sum())
-            count += n
-    return total, count
-
-
-@torch.inference_mode()
-def text_nll(model, tokenizer, texts: Sequence[str], batch_size: int = 16) -> tuple[float, int]:
-    """Summed NLL and count of each text's tokens after its first, read as plain text with no prompt."""
-    from steering.model.padding import padded
-
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    rows = [tokenizer(t, add_special_tokens=False, return_tensors="pt")["input_ids"][0] for t in texts]
-    rows = [r for r in rows if len(r) > 1]
-    total, count = 0.0, 0
-    for b in range(0, len(rows), batch_size):
-        ids, mask = padded(rows[b : b + batch_size], pad)
-        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float(), -1)
-        nll = -logp[:, :-1].gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T-1)
-        valid = mask[:, 1:].bool()
-        total += float(nll[valid].sum())
-        count += int(valid.sum())
-    return total, count
-
-
-def add_text_only_fluency(result: dict, model, tokenizer) -> dict:
-    """Add `text_fluency_ratio` to every run: perplexity of the answers as plain text (no prompt) under the
-    unsteered model, over that of the unsteered answers. Unlike `fluency_ratio`, it does not count an answer
-    that leaves the prompt's topic as disfluent."""
-    def ppl(texts):
-        nll, n = text_nll(model, tokenizer, texts)
-        return math.exp(nll / max(n, 1))
-
-    base = ppl(result["unsteered"]["answers"])
-    result["unsteered"]["text_perplexity"] = base
-    for e in result["features"]:
-        for r in e["runs"] + [e["system_prompt"]]:
-            r["text_fluency_ratio"] = ppl(r["answers"]) / base
-    return result
-
-
-def score(model, tokenizer, prompts, answers, concept: Concept, base_nll: tuple[float, int]) -> dict:
-    texts = [tokenizer.decode(a, skip_special_tokens=True) for a in answers]
-    nll, n = answer_nll(model, tokenizer, prompts, answers)
-    ppl = math.exp(nll / max(n, 1))
-    base_ppl = math.exp(base_nll[0] / max(base_nll[1], 1))
-    return {"inclusion": sum(mentions(t, concept.keywords) for t in texts) / len(texts), "perplexity": ppl,
-            "fluency_ratio": ppl / base_ppl, "mean_tokens": n / len(texts), "answers": texts}
-
-
-# ----------------------------------------------------------------------------------------------------------- commands
 
 
 def sweep(config_path: str, out: Path, strengths: Sequence[float] | None, modes: Sequence[str] = ("add", "clamp"),

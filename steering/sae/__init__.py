@@ -5,7 +5,7 @@
 Names are imported on first use, so importing `steering.sae.names` (as config does) loads no torch.
 """
 
-from importlib import import_module
+from steering.lazy import lazy_exports
 
 _EXPORTS = {
     "SAE": "steering.sae.core",
@@ -24,13 +24,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> object:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

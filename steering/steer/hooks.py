@@ -75,6 +75,10 @@ class SteeringHooks:
             self.remove()
             raise
 
+    def __deepcopy__(self, memo) -> "SteeringHooks":
+        """A deep-copied model keeps these hooks: `copy.deepcopy` shares the registered hook functions too."""
+        return self
+
     def _make_hook(self, index: int):
         state = self._state
 

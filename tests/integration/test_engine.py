@@ -7,7 +7,9 @@ import pytest
 from steering.config import GenerationSettings, load_config
 from steering.engine import Engine
 from steering.keys import FeatureKey
+from steering.model.embedded import EMBEDDED_MODEL
 from steering.model.layers import decoder_layers
+from steering.model.loading import load_model
 from steering.steer.plan import SteeringPlan
 from steering.steer.vectors import vectors_for_config
 from tests.conftest import write_test_demo
@@ -20,6 +22,12 @@ def config(tmp_path_factory):
     return load_config(write_test_demo(tmp_path_factory.mktemp("engine")))
 
 
+@pytest.fixture(scope="module")
+def own_model():
+    """A SmolLM2 of this module's own: the session's shared copy carries other tests' hooks."""
+    return load_model(EMBEDDED_MODEL, device="cpu", dtype="float32")
+
+
 def _hook_counts(model):
     return [len(layer._forward_hooks) for layer in decoder_layers(model)]
 
@@ -28,8 +36,8 @@ def _patched(model):
     return "forward" in vars(model.lm_head)
 
 
-def test_close_detaches_every_hook_and_undoes_every_patch(smollm2, config):
-    model, tokenizer = smollm2
+def test_close_detaches_every_hook_and_undoes_every_patch(own_model, config):
+    model, tokenizer = own_model
     before = _hook_counts(model)
     engine = Engine(config, model, tokenizer, vectors_for_config(config, log=lambda m: None), batching=True)
     assert _hook_counts(model) == [n + 1 for n in before] and _patched(model)
@@ -39,8 +47,8 @@ def test_close_detaches_every_hook_and_undoes_every_patch(smollm2, config):
     assert "_steering_hooks" not in vars(model)
 
 
-def test_with_block_closes_and_a_second_engine_keeps_its_hooks(smollm2, config):
-    model, tokenizer = smollm2
+def test_with_block_closes_and_a_second_engine_keeps_its_hooks(own_model, config):
+    model, tokenizer = own_model
     vectors = vectors_for_config(config, log=lambda m: None)
     with Engine(config, model, tokenizer, vectors) as outer:
         plan = outer.plan({"L15:3": 150.0})

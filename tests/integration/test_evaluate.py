@@ -1,6 +1,6 @@
 """The steering evaluation's search and sweep on the real model and the shipped demo.yaml."""
 
-from steering.offline.evaluate import NEUTRAL_PROMPTS
+from steering.offline.lexicon import NEUTRAL_PROMPTS
 from tests.helpers import ROOT
 
 

@@ -7,9 +7,6 @@ here; `python benchmarks/peers.py` cross-checks them. This checks the per-reques
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 import torch
 
@@ -17,16 +14,12 @@ from steering.config import load_config
 from steering.model.chat_template import encode_chat
 from steering.steer.plan import Edit, SteeringPlan
 from steering.steer.vectors import load_vectors
-from tests.helpers import ROOT
+from tests.helpers import ROOT, load_benchmark
 
 
 @pytest.fixture(scope="module")
 def peers():
-    spec = importlib.util.spec_from_file_location("peers_benchmark", ROOT / "benchmarks" / "peers.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("peers")
 
 
 def test_per_request_hooks_give_our_greedy_ids(smollm2, peers):

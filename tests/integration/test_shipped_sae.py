@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from steering.offline.evaluate import concept_for
+from steering.offline.lexicon import concept_for
 from steering.offline.quality import (
     evaluate_windows,
     mean_residual_from,

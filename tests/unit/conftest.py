@@ -12,3 +12,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def saes(tmp_path):
+    """Random 24-wide JumpReLU SAEs on layers 1 and 2, written under `tmp_path/saes` (see `layer_config`)."""
+    from tests.helpers import random_sae, write_sae
+
+    out = {}
+    for layer in (1, 2):
+        sae = random_sae(24, 40, "jumprelu", seed=layer, layer=layer)
+        write_sae(tmp_path / "saes" / f"layer_{layer}", sae)
+        out[layer] = sae
+    return out

@@ -1,20 +1,14 @@
 """benchmarks/peers.py's own helpers (its cross-check on the real model: tests/integration/test_peers_benchmark.py)."""
 
-import importlib.util
-import sys
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def peers():
-    spec = importlib.util.spec_from_file_location("peers_benchmark", ROOT / "benchmarks" / "peers.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("peers")
 
 
 def test_first_difference(peers):

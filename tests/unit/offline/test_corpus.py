@@ -2,11 +2,11 @@
 
 from steering.offline import corpus
 from steering.offline.corpus import (
-    _strip_rst,
     document_ids,
     is_heldout,
     take_budget,
 )
+from steering.offline.sources import _strip_rst
 from tests.helpers import tiny_tokenizer
 
 

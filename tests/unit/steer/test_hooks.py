@@ -228,3 +228,13 @@ def test_pin_edit_needs_an_activation_rule():
         Edit("pin", torch.ones(3), 1.0)
     with pytest.raises(ValueError, match="unknown steering mode"):
         Edit("push", torch.ones(3), 1.0)
+
+
+def test_a_deep_copied_model_keeps_working_and_shares_the_hooks(tiny_llama):
+    import copy
+
+    hooks = attach(tiny_llama)
+    twin = copy.deepcopy(tiny_llama)
+    assert twin.__dict__["_steering_hooks"] is hooks
+    plan = SteeringPlan({1: [Edit("add", _unit(32, 3), 2.0)]})
+    torch.testing.assert_close(_forward_record(twin, IDS, plan)[0], _forward_record(tiny_llama, IDS, plan)[0])

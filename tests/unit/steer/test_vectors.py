@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-import yaml
 
 from steering.config import load_config
 from steering.sae import SAEFormatError
@@ -15,32 +14,13 @@ from steering.steer.vectors import (
     vectors_for_config,
 )
 from tests.conftest import write_test_demo
-from tests.helpers import random_sae, write_sae
-
-
-def _config(tmp_path, features, sae_section=None, **extra):
-    data = {"model": "embedded:smollm2-135m-instruct", "features": features, **extra}
-    if sae_section is not False:
-        data["sae"] = sae_section or {"source": "./saes", "format": "saelens", "path": "layer_{layer}"}
-    path = tmp_path / "demo.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return load_config(path)
-
-
-@pytest.fixture
-def saes(tmp_path):
-    out = {}
-    for layer in (1, 2):
-        sae = random_sae(24, 40, "jumprelu", seed=layer, layer=layer)
-        write_sae(tmp_path / "saes" / f"layer_{layer}", sae)
-        out[layer] = sae
-    return out
+from tests.helpers import layer_config, random_sae, write_sae
 
 
 def test_extract_reads_unit_rows_norms_and_rules(tmp_path, saes):
     saes[2].W_dec[7] *= 3.0  # a non-unit row, so the norm is recorded, not assumed
     write_sae(tmp_path / "saes" / "layer_2", saes[2])
-    cfg = _config(tmp_path, [[1, 5, 2.0], [2, 7, 1.0], [2, 9, 0.5]])
+    cfg = layer_config(tmp_path, [[1, 5, 2.0], [2, 7, 1.0], [2, 9, 0.5]])
     vs = extract_vectors(cfg, log=lambda m: None)
     assert set(vs.vectors) == {(1, 5), (2, 7), (2, 9)}
     v = vs.get(2, 7)
@@ -51,7 +31,7 @@ def test_extract_reads_unit_rows_norms_and_rules(tmp_path, saes):
 
 
 def test_round_trip_loads_with_weights_only(tmp_path, saes):
-    cfg = _config(tmp_path, [[1, 5, 2.0]])
+    cfg = layer_config(tmp_path, [[1, 5, 2.0]])
     path = save_vectors(extract_vectors(cfg, log=lambda m: None), tmp_path / "v.pt")
     torch.load(path, weights_only=True)  # plain data only
     back = load_vectors(path)
@@ -63,31 +43,31 @@ def test_round_trip_loads_with_weights_only(tmp_path, saes):
 
 def test_topk_sae_has_no_per_feature_rule(tmp_path):
     write_sae(tmp_path / "saes" / "layer_1", random_sae(24, 40, "topk", layer=1))
-    vs = extract_vectors(_config(tmp_path, [[1, 3, 1.0]]), log=lambda m: None)
+    vs = extract_vectors(layer_config(tmp_path, [[1, 3, 1.0]]), log=lambda m: None)
     assert vs.get(1, 3).rule is None
 
 
 def test_staleness_names_each_reason(tmp_path, saes):
-    cfg = _config(tmp_path, [[1, 5, 2.0]])
+    cfg = layer_config(tmp_path, [[1, 5, 2.0]])
     vs = extract_vectors(cfg, log=lambda m: None)
     assert staleness(vs, cfg) == []
-    other = _config(tmp_path, [[1, 5, 2.0], [2, 3, 1.0]], model="someone/other-model")
+    other = layer_config(tmp_path, [[1, 5, 2.0], [2, 3, 1.0]], model="someone/other-model")
     reasons = " | ".join(staleness(vs, other))
     assert "extracted for model 'embedded:smollm2-135m-instruct'" in reasons and "someone/other-model" in reasons
     assert "lacks feature(s) L2:3" in reasons
-    moved = _config(tmp_path, [[1, 5, 2.0]], sae_section={"source": "./saes", "format": "saelens", "path": "layer_{layer}", "revision": "v2"})
+    moved = layer_config(tmp_path, [[1, 5, 2.0]], sae_section={"source": "./saes", "format": "saelens", "path": "layer_{layer}", "revision": "v2"})
     assert any("extracted from SAE" in r for r in staleness(vs, moved))
 
 
 def test_vectors_for_config_uses_matching_file_and_reextracts_stale_one(tmp_path, saes):
-    cfg = _config(tmp_path, [[1, 5, 2.0]])
+    cfg = layer_config(tmp_path, [[1, 5, 2.0]])
     messages = []
     vectors_for_config(cfg, log=messages.append)
     assert "does not exist" in messages[0] and "python -m steering.cli.extract" in messages[0]
     save_vectors(extract_vectors(cfg, log=lambda m: None), cfg.vectors_path())
     vectors_for_config(cfg, log=messages.append)
     assert messages[-1].startswith("using steering vectors from")
-    grown = _config(tmp_path, [[1, 5, 2.0], [2, 9, 1.0]])
+    grown = layer_config(tmp_path, [[1, 5, 2.0], [2, 9, 1.0]])
     messages.clear()
     vs = vectors_for_config(grown, log=messages.append)
     assert "stale or missing" in messages[0] and "lacks feature(s) L2:9" in messages[0]
@@ -95,13 +75,13 @@ def test_vectors_for_config_uses_matching_file_and_reextracts_stale_one(tmp_path
 
 
 def test_file_without_sae_to_fall_back_on_is_an_error(tmp_path, saes):
-    cfg = _config(tmp_path, [[1, 5, 2.0]], sae_section=False, vectors="missing.pt")
+    cfg = layer_config(tmp_path, [[1, 5, 2.0]], sae_section=False, vectors="missing.pt")
     with pytest.raises(VectorsError, match="names no SAE to extract from"):
         vectors_for_config(cfg, log=lambda m: None)
 
 
 def test_feature_outside_the_sae_is_named(tmp_path, saes):
-    cfg = _config(tmp_path, [[1, 400, 2.0]])
+    cfg = layer_config(tmp_path, [[1, 400, 2.0]])
     with pytest.raises(VectorsError, match=r"\[400\] at layer 1 are outside the SAE"):
         extract_vectors(cfg, log=lambda m: None)
 
@@ -122,7 +102,7 @@ def test_pickled_code_is_refused_and_not_run(tmp_path, monkeypatch):
 
 
 def test_truncated_and_foreign_files_are_refused(tmp_path, saes):
-    cfg = _config(tmp_path, [[1, 5, 2.0]])
+    cfg = layer_config(tmp_path, [[1, 5, 2.0]])
     path = save_vectors(extract_vectors(cfg, log=lambda m: None), tmp_path / "v.pt")
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(VectorsError, match="delete .* and run `python -m steering.cli.extract`"):
