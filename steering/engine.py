@@ -64,16 +64,16 @@ class Engine:
         self._saes: dict[int, SAE] = {}
         self._norms: dict[int, float] = {}
         self._lock = threading.Lock()
-        self.hooks = attach(model, owner=self)
-        if self.backend == "nnsight":
+        runner = None
+        if self.backend == "nnsight":  # may refuse (nnsight not installed) before anything is attached
             from steering.generate.nnsight import NNsightRunner
 
             runner = NNsightRunner(model, tokenizer)
             if batching:
                 log("batching is off: the nnsight backend steers a whole batch with one plan (use backend: hooks to batch)")
                 batching = False
-        else:
-            runner = HooksRunner(model, self.hooks, self.special_ids)
+        self.hooks = attach(model, owner=self)
+        runner = runner or HooksRunner(model, self.hooks, self.special_ids)
         self.decoder = Decoder(model, tokenizer, runner, self.eos_ids(), stop_text=None if chat_model else PLAIN_TURN_STOP)
         self.batcher = Batcher(self.decoder.run, batch_window_s if batching else 0.0, max_batch if batching else 1)
         self._patched = self.batcher.batching and speed_up_small_batches(model) > 0

@@ -175,7 +175,7 @@ class Decoder:
         groups = [live] if self.runner.per_row else [[r] for r in live]
         for group in groups:
             try:
-                if group:
+                if group and not all(r.stop_event.is_set() for r in group):  # stopped while waiting its turn
                     self._generate(group)
             except BaseException as exc:  # surfaced to each row's consumer
                 for r in group:
