@@ -4,8 +4,9 @@
 cached) on a loopback port and measures, in one run:
 - startup: from launching the process to the page answering;
 - time to first token (TTFT) of /chat through `gradio_client`, and of the library called in this
-  process (`Steerer.stream`), same prompt, steering and settings. Every timer starts before the
-  call (`client.submit` / `Steerer.stream`) and stops when the first non-empty text is in hand;
+  process (`Engine.stream`, an engine built without batching), same prompt, steering and settings.
+  Every timer starts before the call (`client.submit` / `Engine.stream`) and stops when the first
+  non-empty text is in hand;
   every run lets its answer finish before the next starts, and the arms alternate, so background
   load falls on all alike. Arms: iterating the job (`for partial in client.submit(...)`, as the
   README shows), polling `job.outputs()`, the library, and the library beside a thread that
@@ -13,7 +14,10 @@ cached) on a loopback port and measures, in one run:
   that alone changes torch's speed, so direct differences carry the model's speed too);
 - where the app's time goes: a second server runs app.py with a timestamp at each stage
   (`--traced-server`: this file patches Gradio and the library in that process only, then runs
-  app.py), and the client's side is timestamped too, on the same monotonic clock. The headline,
+  app.py), and the client's side is timestamped too, on the same monotonic clock. The library's
+  stages are the one generation path's: `Batcher._run` (a request's generation thread starts, after
+  the batching window where there is one) and the first `RowText.on_finalized_text` (the first
+  text piece decoded). The headline,
   what the app adds, is the app's time outside the model's computation (client, Gradio, service,
   stream) less the library's, whatever torch's speed in each process. The first answer after
   start is traced too;
@@ -64,9 +68,8 @@ def serve_traced() -> None:
 
     import gradio.queueing
     import gradio.routes
-    from transformers import TextIteratorStreamer
 
-    from steering import generation, service
+    from steering.service.demo import DemoService
 
     app_call = gradio.routes.App.__call__
 
@@ -87,46 +90,46 @@ def serve_traced() -> None:
 
     gradio.queueing.Queue.send_message = traced_send
 
-    chat = service.DemoService.chat
+    chat = DemoService.chat
 
     @functools.wraps(chat)
     def traced_chat(self, *args, **kwargs):
         mark("chat_entered")
         yield from chat(self, *args, **kwargs)
 
-    service.DemoService.chat = traced_chat
-    _trace_library(mark, generation, TextIteratorStreamer)
+    DemoService.chat = traced_chat
+    _trace_library(mark)
     sys.argv = ["app.py"]
     runpy.run_path(str(ROOT / "app.py"), run_name="__main__")
 
 
-def _trace_library(mark, generation, streamer_class) -> None:
-    run = generation.Generation._run
+def _library_targets() -> tuple:
+    """What `_trace_library` patches: the generation thread's entry and the detokenizer's output, as (owner, name)."""
+    from steering.generate import batching, decode
 
-    def traced_run(self):
+    return (batching.Batcher, "_run"), (decode.RowText, "on_finalized_text")
+
+
+def _trace_library(mark) -> None:
+    """Timestamp the one generation path: 'generation_started' when a request's generation thread starts
+    (`Batcher._run`: at once without batching, after the window with it; every answer, alone or batched, goes
+    through it) and 'first_text' at each text piece the row's detokenizer (`RowText`) puts on the queue."""
+    (batcher, run_name), (row_text, text_name) = _library_targets()
+    run = getattr(batcher, run_name)
+
+    def traced_run(self, rows):
         mark("generation_started")
-        return run(self)
+        return run(self, rows)
 
-    generation.Generation._run = traced_run
-    from steering import (
-        batching,  # the app batches requests that arrive together: a batch starts here
-    )
-
-    batch_run = batching.Batcher.run
-
-    def traced_batch_run(self, rows):
-        mark("generation_started")
-        return batch_run(self, rows)
-
-    batching.Batcher.run = traced_batch_run
-    finalized = streamer_class.on_finalized_text
+    setattr(batcher, run_name, traced_run)
+    finalized = getattr(row_text, text_name)
 
     def traced_text(self, text, stream_end=False):
         if text:
             mark("first_text")
         return finalized(self, text, stream_end)
 
-    streamer_class.on_finalized_text = traced_text
+    setattr(row_text, text_name, traced_text)
 
 
 def _has_text(msg, output) -> bool:
@@ -195,12 +198,12 @@ def app_ttft_polled(client, marks: dict | None = None) -> float:
     return seconds
 
 
-def library_ttft(steerer, settings, marks: dict | None = None) -> float:
+def library_ttft(engine, settings, marks: dict | None = None) -> float:
     started = clock()
     if marks is not None:
         marks["call"] = started
     seconds = None
-    for piece in steerer.stream(PROMPT, settings=settings):
+    for piece in engine.stream(PROMPT, settings=settings):
         if piece and seconds is None:
             seconds = clock() - started
             if marks is not None:
@@ -216,7 +219,7 @@ def med_ms(xs) -> float:
 
 # ---- phases --------------------------------------------------------------------------------------
 
-def library_ttft_beside_sleeper(steerer, settings) -> float:
+def library_ttft_beside_sleeper(engine, settings) -> float:
     """The library with a thread in this process waking every millisecond, as Gradio's queue loop does in the
     server while it waits (it sleeps 1 ms when free). On a busy virtual machine that alone changes how fast torch
     runs (see the README), so this arm compares the app with the library under the same wake-ups."""
@@ -229,16 +232,16 @@ def library_ttft_beside_sleeper(steerer, settings) -> float:
     waker = threading.Thread(target=wake, daemon=True)
     waker.start()
     try:
-        return library_ttft(steerer, settings)
+        return library_ttft(engine, settings)
     finally:
         done.set()
         waker.join()
 
 
-def interleaved_ttft(client, steerer, settings, reps: int) -> dict:
+def interleaved_ttft(client, engine, settings, reps: int) -> dict:
     arms = [("app_iterated", lambda: app_ttft_iterated(client)), ("app_polled", lambda: app_ttft_polled(client)),
-            ("library", lambda: library_ttft(steerer, settings)),
-            ("library_beside_1ms_sleeper", lambda: library_ttft_beside_sleeper(steerer, settings))]
+            ("library", lambda: library_ttft(engine, settings)),
+            ("library_beside_1ms_sleeper", lambda: library_ttft_beside_sleeper(engine, settings))]
     runs: dict[str, list[float]] = {name: [] for name, _ in arms}
     for i in range(reps):
         k = i % len(arms)
@@ -295,13 +298,10 @@ def per_session(peaks: dict[int, float]) -> dict:
     return {"fit_slope": round(slope, 1), "differences": [round(b - a, 1) for a, b in zip(ys, ys[1:])]}
 
 
-def traced_breakdown(demo: Path, steerer, settings, reps: int) -> dict:
+def traced_breakdown(demo: Path, engine, settings, reps: int) -> dict:
     """Per-stage medians (ms) of /chat through the traced server, and of the library in this process."""
     import gradio_client.client as gc_client
     from gradio_client import Client
-    from transformers import TextIteratorStreamer
-
-    from steering import generation
 
     trace = demo.parent / "trace.log"
     trace.write_text("")
@@ -318,18 +318,18 @@ def traced_breakdown(demo: Path, steerer, settings, reps: int) -> dict:
             mark("text_parsed")
         return msg
 
-    saved = (generation.Generation._run, TextIteratorStreamer.on_finalized_text)
+    saved = [(owner, name, owner.__dict__[name]) for owner, name in _library_targets()]
     proc, url = launch([str(Path(__file__).resolve()), "--traced-server"], demo, {TRACE_ENV: str(trace)})
     try:
         gc_client.json = types.SimpleNamespace(**{k: getattr(real_json, k) for k in dir(real_json) if not k.startswith("__")})
         gc_client.json.loads = loads
-        _trace_library(mark, generation, TextIteratorStreamer)
+        _trace_library(mark)
         client = Client(url, verbose=False)
         cold: dict = {}
         app_ttft_iterated(client, cold)  # the first answer after start
         for _ in range(2):
             app_ttft_iterated(client)
-            library_ttft(steerer, settings)
+            library_ttft(engine, settings)
         app_runs, polled_runs, lib_runs = [], [], []
         for _ in range(reps):
             time.sleep(0.2)
@@ -343,14 +343,15 @@ def traced_breakdown(demo: Path, steerer, settings, reps: int) -> dict:
             time.sleep(0.2)
             marks = {}
             start = len(local)
-            library_ttft(steerer, settings, marks)
+            library_ttft(engine, settings, marks)
             marks["generation_started"] = next(t for t, tag in local[start:] if tag == "generation_started")
             marks["first_text"] = next(t for t, tag in local[start:] if tag == "first_text")
             lib_runs.append(marks)
         client.close()
     finally:
         gc_client.json = real_json
-        generation.Generation._run, TextIteratorStreamer.on_finalized_text = saved
+        for owner, name, original in saved:
+            setattr(owner, name, original)
         stop_app(proc)
 
     server = [(float(t), tag) for t, tag in (line.split() for line in trace.read_text().splitlines())]
@@ -402,13 +403,14 @@ def new_http_client_ms(n: int = 9) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "app_latency.json")
     args = parser.parse_args()
 
     import torch
     from gradio_client import Client
 
     from steering.config import GenerationSettings
-    from steering.engine import Steerer
+    from steering.engine import Engine
     from steering.service.demo import DemoService
 
     settings = GenerationSettings(max_new_tokens=TOKENS, temperature=0.0, repetition_penalty=1.0)
@@ -424,12 +426,12 @@ def main() -> int:
             client = Client(url, verbose=False)
             first_request_s = app_ttft_iterated(client)
             mem_first = memory_mib(proc.pid)
-            steerer = Steerer.from_config(ROOT / "demo.yaml", log=lambda m: None)
+            engine = Engine.from_config(ROOT / "demo.yaml", log=lambda m: None)  # no batching: the library alone
             for _ in range(2):  # warm-up
                 app_ttft_iterated(client)
                 app_ttft_polled(client)
-                library_ttft(steerer, settings)
-            runs = interleaved_ttft(client, steerer, settings, args.reps)
+                library_ttft(engine, settings)
+            runs = interleaved_ttft(client, engine, settings, args.reps)
             memory = concurrent_memory(proc.pid, url)
             client.predict(PROMPT, 10, api_name="/inspect")  # the inspector's SAE loads on first use
             mem_inspect = memory_mib(proc.pid)
@@ -437,30 +439,30 @@ def main() -> int:
         finally:
             stop_app(proc)
 
-        service = DemoService(steerer)
-        ids = steerer.encode([{"role": "user", "content": PROMPT}])
+        service = DemoService(engine)
+        ids = engine.encode([{"role": "user", "content": PROMPT}])
         service.inspect(PROMPT)
         forward, inspect = [], []
         for _ in range(5):
             t0 = clock()
             with torch.inference_mode():
-                steerer.model(input_ids=ids)
+                engine.model(input_ids=ids)
             forward.append(clock() - t0)
             t0 = clock()
             service.inspect(PROMPT)
             inspect.append(clock() - t0)
 
-        breakdown = traced_breakdown(demo, steerer, settings, args.reps)
+        breakdown = traced_breakdown(demo, engine, settings, args.reps)
 
-    cfg = steerer.model.config
+    cfg = engine.model.config
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     kv_per_token = cfg.num_hidden_layers * 2 * cfg.num_key_value_heads * head_dim * 4  # fp32 K and V, every layer
     prompt_tokens = int(ids.shape[-1])
-    weights_mib = sum(p.numel() * p.element_size() for p in steerer.model.parameters()) / 2**20
+    weights_mib = sum(p.numel() * p.element_size() for p in engine.model.parameters()) / 2**20
     med = statistics.median
     app, app_polled, lib, lib_woken = (med(runs[k]) for k in ("app_iterated", "app_polled", "library", "library_beside_1ms_sleeper"))
     result = {
-        "command": "python benchmarks/app_latency.py",
+        "command": "python benchmarks/app_latency.py " + " ".join(sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]},
         "startup_s": round(startup_s, 2),
         "ttft_s": {"app": round(app, 4), "library": round(lib, 4), "library_beside_1ms_sleeper": round(lib_woken, 4),
@@ -485,8 +487,8 @@ def main() -> int:
         "settings": {"prompt": PROMPT, "max_new_tokens": TOKENS, "memory_max_new_tokens": MEMORY_TOKENS, "reps": args.reps},
         "targets": {"ttft_added_by_app_ms": "<= 150", "startup_s": "< 15", "inspector_to_forward": "<= 1.3"},
     }
-    out = ROOT / "benchmarks" / "results" / "app_latency.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
 

@@ -5,11 +5,16 @@ once, each with different steering (its own features, modes and strengths), gree
 `--tokens` new tokens each. Three configurations run interleaved, `--reps` times, in one run:
 - solo: each of the four chats alone (the single-chat speed is the median over all of them);
 - threads: the four at once on four threads, each its own `generate` (no batching);
-- batched: the four at once through `Steerer.enable_batching`, one batch with per-row steering.
+- batched: the four at once through an `Engine` built with `batching=True`, one batch with per-row
+  steering (`engine.batcher.batch_sizes` confirms each run formed one batch of four).
+Every chat is an `engine.stream(...)` consumed on its own thread, so all three arms take the one
+generation path (`steering.generate.decode.Decoder.run`); solo and threads use an engine built
+without batching, batched one built with it, both on the same loaded model.
 Aggregate tokens/s is all new tokens over the wall time from the first start to the last end.
 
-`Steerer.enable_batching` also routes the model's linear layers through `steering.generate.small_batch` for
-batched steps; the per-shape timings of both products are recorded too (`kernels`).
+A batching engine also routes the model's linear layers through `steering.generate.small_batch` for
+batched steps (B = 1 steps and prefills are untouched); the per-shape timings of both products are
+recorded too (`kernels`).
 
 Correctness, in the same run: each batched row's text against the same chat alone, and each
 row's logits at every step against a teacher-forced forward pass of that chat alone (steered by
@@ -34,10 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from steering.config import GenerationSettings  # noqa: E402
-from steering.engine import Steerer  # noqa: E402
-from steering.generate.batching import BatchedGeneration  # noqa: E402
+from steering.engine import Engine  # noqa: E402
 from steering.generate.small_batch import time_shapes  # noqa: E402
-from steering.steer.hooks import steering  # noqa: E402
 
 PROMPTS = [  # each answer runs to the token limit
     "Write a long story about a family trip to the mountains.",
@@ -56,51 +59,47 @@ def demo_chats(features) -> list[tuple[str, dict[str, float], str | None]]:
     return chats + [(PROMPTS[3], pair, "clamp")]
 
 
-def run_chats(steerer: Steerer, chats, settings: GenerationSettings) -> tuple[float, int, list[str]]:
+def run_chats(engine: Engine, chats, settings: GenerationSettings) -> tuple[float, int, list[str]]:
     """Start all chats at once, each consumed on its own thread; (seconds, new tokens, texts)."""
     texts = [""] * len(chats)
-    gens = []
+    streams = []
 
     def consume(i: int) -> None:
-        texts[i] = "".join(gens[i])
+        texts[i] = "".join(streams[i])
 
     started = time.perf_counter()
     for prompt, strengths, mode in chats:
-        gens.append(steerer.stream(prompt, plan=steerer.plan(strengths, mode), settings=settings))
+        streams.append(engine.stream(prompt, plan=engine.plan(strengths, mode), settings=settings))
     threads = [threading.Thread(target=consume, args=(i,)) for i in range(len(chats))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     seconds = time.perf_counter() - started
-    return seconds, sum(len(g.new_token_ids) for g in gens), texts
+    return seconds, sum(len(s.new_token_ids) for s in streams), texts
 
 
-def logits_check(steerer: Steerer, chats, settings: GenerationSettings) -> dict:
+def logits_check(solo: Engine, batched: Engine, chats, settings: GenerationSettings) -> dict:
     """Batched rows against the same chats alone: same text, and the largest logit difference."""
-    plans = [steerer.plan(s, m) for _, s, m in chats]
-    encoded = [steerer.encode([{"role": "user", "content": p}]) for p, _, _ in chats]
-    gens = [BatchedGeneration(steerer.batcher, ids, plan=plan, settings=settings, record_logits=True).start()
-            for ids, plan in zip(encoded, plans)]
-    texts = [""] * len(gens)
-    threads = [threading.Thread(target=lambda i=i: texts.__setitem__(i, "".join(gens[i]))) for i in range(len(gens))]
+    plans = [solo.plan(s, m) for _, s, m in chats]
+    encoded = [solo.encode([{"role": "user", "content": p}]) for p, _, _ in chats]
+    streams = [batched.stream(p, plan=plan, settings=settings, record_logits=True) for (p, _, _), plan in zip(chats, plans)]
+    texts = [""] * len(streams)
+    threads = [threading.Thread(target=lambda i=i: texts.__setitem__(i, "".join(streams[i]))) for i in range(len(streams))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    batcher, steerer.batcher = steerer.batcher, None
-    try:
-        same_text, diffs = [], []
-        for (prompt, _, _), ids, plan, g, text in zip(chats, encoded, plans, gens, texts):
-            same_text.append("".join(steerer.stream(prompt, plan=plan, settings=settings)) == text)
-            full = torch.cat([ids[0], g.new_token_ids]).unsqueeze(0)
-            with torch.inference_mode(), steering(steerer.model, plan, ids, steerer.special_ids):
-                reference = steerer.model(full).logits[0, ids.shape[-1] - 1 : -1]
-            diffs.append(float((g.logits - reference).abs().max()))
-    finally:
-        steerer.batcher = batcher
+    batch_sizes = batched.batcher.batch_sizes[-1:]
+    same_text, diffs = [], []
+    for (prompt, _, _), ids, plan, g, text in zip(chats, encoded, plans, streams, texts):
+        same_text.append("".join(solo.stream(prompt, plan=plan, settings=settings)) == text)
+        full = torch.cat([ids[0], g.new_token_ids]).unsqueeze(0)
+        with torch.inference_mode(), solo.hooks.steering(plan, ids, solo.special_ids):
+            reference = solo.model(full).logits[0, ids.shape[-1] - 1 : -1]
+        diffs.append(float((g.logits - reference).abs().max()))
     return {"same_text_as_alone": same_text, "max_abs_logit_diff": max(diffs), "per_row_max_abs_logit_diff": diffs,
-            "batch_sizes": batcher.batch_sizes[-1:]}
+            "batch_sizes": batch_sizes}
 
 
 def main() -> int:
@@ -110,39 +109,46 @@ def main() -> int:
     p.add_argument("--window-ms", type=float, default=15.0)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "batching.json")
     args = p.parse_args()
-    steerer = Steerer.from_config(ROOT / "demo.yaml", log=lambda m: None)
-    chats = demo_chats(steerer.features)
+    solo = Engine.from_config(ROOT / "demo.yaml", log=lambda m: None)
+    chats = demo_chats(solo.features)
+    batched = Engine(solo.config, solo.model, solo.tokenizer, solo.vectors, batching=True,
+                     batch_window_s=args.window_ms / 1000, max_batch=len(chats), log=lambda m: None)
     settings = GenerationSettings(max_new_tokens=args.tokens, temperature=0.0, repetition_penalty=1.0)
     runs: dict[str, list[float]] = {"solo": [], "threads": [], "batched": []}
     tokens: dict[str, list[int]] = {k: [] for k in runs}
-    run_chats(steerer, chats[:1], GenerationSettings(max_new_tokens=4, temperature=0.0))  # warm up
+    run_chats(solo, chats[:1], GenerationSettings(max_new_tokens=4, temperature=0.0))  # warm up
+    run_chats(batched, chats, GenerationSettings(max_new_tokens=4, temperature=0.0))
+    batch_sizes = []
     for rep in range(args.reps):
-        steerer.batcher = None
         for chat in chats:
-            s, n, _ = run_chats(steerer, [chat], settings)
+            s, n, _ = run_chats(solo, [chat], settings)
             runs["solo"].append(n / s)
             tokens["solo"].append(n)
-        s, n, _ = run_chats(steerer, chats, settings)
+        s, n, _ = run_chats(solo, chats, settings)
         runs["threads"].append(n / s)
         tokens["threads"].append(n)
-        steerer.enable_batching(window_s=args.window_ms / 1000, max_batch=len(chats))
-        s, n, _ = run_chats(steerer, chats, settings)
+        first = len(batched.batcher.batch_sizes)
+        s, n, _ = run_chats(batched, chats, settings)
         runs["batched"].append(n / s)
         tokens["batched"].append(n)
+        batch_sizes.append(batched.batcher.batch_sizes[first:])
         print(f"rep {rep + 1}: " + ", ".join(f"{k} {v[-1]:.1f} tok/s" for k, v in runs.items()), flush=True)
-    check = logits_check(steerer, chats, settings)
+    check = logits_check(solo, batched, chats, settings)
+    batched.close()
+    solo.close()
     single = statistics.median(runs["solo"])
     result = {
         "command": "python benchmarks/batching.py " + " ".join(sys.argv[1:]),
         "device": f"CPU, {torch.get_num_threads()} threads ({platform.processor() or platform.machine()})",
         "model": "SmolLM2-135M-Instruct fp32 (embedded default)",
-        "chats": [{"prompt": p, "strengths": s, "mode": m or "own"} for p, s, m in chats],
+        "chats": [{"prompt": p, "strengths": {str(k): v for k, v in s.items()}, "mode": m or "own"} for p, s, m in chats],
         "max_new_tokens": args.tokens,
         "reps": args.reps,
         "window_ms": args.window_ms,
         "tokens_per_s": {k: round(statistics.median(v), 2) for k, v in runs.items()},
         "all_tokens_per_s": {k: [round(x, 2) for x in v] for k, v in runs.items()},
         "new_tokens": {k: tokens[k] for k in tokens},
+        "batched_arm_batch_sizes": batch_sizes,
         "aggregate_vs_single": {
             "threads": round(statistics.median(runs["threads"]) / single, 3),
             "batched": round(statistics.median(runs["batched"]) / single, 3),

@@ -29,7 +29,7 @@ CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import torch
-from steering.sae.registry import open_sae
+from steering.sae import open_sae
 folder, what = sys.argv[2], sys.argv[3]
 indices = json.loads(sys.argv[4])
 t0 = time.perf_counter()

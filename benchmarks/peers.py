@@ -6,9 +6,11 @@ writes benchmarks/results/peers.json.
 Same model, vector, layer, prompt and decoding for every approach:
 - the embedded SmolLM2-135M-Instruct (the converted fp32 folder in the steering cache), on CPU, at
   this process's torch thread count;
-- demo.yaml's feature that is on at start (an add-mode feature on layer 15): its unit direction u from
-  steering_vectors.pt, added as `h + s*u` (s = 40 by default) to the output of decoder layer 15 at
-  *every* position, prompt and generated tokens alike;
+- demo.yaml's feature that is on at start (a feature on layer 15): its unit direction u from
+  steering_vectors.pt, added as `h + s*u` (s = its configured strength by default) to the output of
+  decoder layer 15 at *every* position, prompt and generated tokens alike. The peers only add, so
+  this is add mode whatever mode demo.yaml gives the feature (the cost of an add does not depend
+  on the vector);
 - the chat-templated prompt's token ids, computed once here with this library's `encode_chat` and
   passed to the other environments as ids, so tokenisation cannot differ;
 - greedy decoding, repetition_penalty 1.0, exactly --tokens new tokens: min_new_tokens =
@@ -22,10 +24,11 @@ Approaches:
   dispatching hooks the app uses, attached once at load on its own copy of the model;
 - per-request hooks: the original project's way, a forward hook registered on
   `model.model.layers[15]` before each call and removed in `finally` (on the plain copy);
-- nnsight: this library's nnsight backend (`NNsightGeneration.generate`), on its own copy of the
-  model, because wrapping a model in nnsight permanently replaces its modules' `forward`. nnsight
-  always runs `generate` with a streamer (its own by default); here it is a minimal one that
-  collects the ids, which replaces nnsight's;
+- nnsight: this library's nnsight backend (`NNsightRunner.generate`, made once), on its own copy
+  of the model, because wrapping a model in nnsight permanently replaces its modules' `forward`.
+  It gets the same greedy `generate` arguments as the others (as a `GenerationConfig`, with no
+  sampler or stops of ours), and a minimal streamer that collects the ids, which replaces
+  nnsight's own;
 - steering-vectors and repeng: the PyPI libraries, each in its own virtual environment under
   benchmarks/.venvs/ (steering-vectors needs transformers < 5 and repeng numpy < 2; both get the
   same torch build as this environment). benchmarks/peer_runner.py loads the same weights folder
@@ -51,6 +54,7 @@ import argparse
 import json
 import os
 import platform
+import queue
 import shutil
 import statistics
 import subprocess
@@ -68,11 +72,11 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.peer_runner import installed_version  # noqa: E402  (the runner imports only the stdlib at load)
 from steering.config import GenerationSettings, load_config  # noqa: E402
-from steering.model.chat_template import encode_chat
+from steering.model.chat_template import encode_chat  # noqa: E402
 from steering.model.embedded import EMBEDDED_MODEL, ensure_default_model  # noqa: E402
 from steering.model.loading import load_model  # noqa: E402
 from steering.steer.hooks import attach, detach, steering  # noqa: E402
-from steering.steer.plan import Edit, SteeringPlan
+from steering.steer.plan import Edit, SteeringPlan  # noqa: E402
 from steering.steer.vectors import load_vectors  # noqa: E402
 
 PROMPT = "Tell me about your weekend plans."
@@ -233,17 +237,23 @@ class _IdCollector:
         pass
 
 
-def nnsight_generate(model, tok, plan: SteeringPlan, kwargs: dict) -> torch.Tensor:
-    """This library's nnsight backend, with a collecting streamer in place of nnsight's own."""
+def nnsight_generate(runner, plan: SteeringPlan, kwargs: dict) -> torch.Tensor:
+    """This library's nnsight backend (an `NNsightRunner`), with a collecting streamer in place of nnsight's own."""
+    from transformers import GenerationConfig
     from transformers.generation.streamers import BaseStreamer
 
-    from steering.generate.nnsight import NNsightGeneration
+    from steering.generate.decode import Request
 
     collector = type("IdCollector", (_IdCollector, BaseStreamer), {})()
     settings = GenerationSettings(max_new_tokens=kwargs["max_new_tokens"], temperature=0.0, repetition_penalty=1.0)
-    generation = NNsightGeneration(model, tok, kwargs["input_ids"], plan=plan, settings=settings)
+    row = Request(kwargs["input_ids"], plan, settings, queue.SimpleQueue())
+    eos = runner.model.generation_config.eos_token_id
+    config = GenerationConfig(max_new_tokens=kwargs["max_new_tokens"], min_new_tokens=kwargs["min_new_tokens"],
+                              do_sample=False, repetition_penalty=kwargs["repetition_penalty"],
+                              pad_token_id=kwargs["pad_token_id"], eos_token_id=eos)
     with torch.inference_mode():
-        generation.generate(dict(kwargs, streamer=collector))
+        runner.generate([row], [0], input_ids=kwargs["input_ids"], attention_mask=kwargs["attention_mask"],
+                        generation_config=config, streamer=collector)
     return torch.tensor([collector.ids])
 
 
@@ -293,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=64, help="new tokens per generation (default 64)")
     parser.add_argument("--reps", type=int, default=5, help="timed rounds; figures are medians (default 5)")
-    parser.add_argument("--strength", type=float, default=None, help="add strength s (default: demo.yaml's, 40)")
+    parser.add_argument("--strength", type=float, default=None, help="add strength s (default: demo.yaml's)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for every approach (default: torch's, "
                         "one per core)")
     parser.add_argument("--quick", action="store_true", help="development run: 8 tokens, 2 rounds")
@@ -308,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     feature = next(f for f in config.features if f.enabled)
     mode = feature.mode or config.mode
     if mode != "add":
-        raise SystemExit(f"demo.yaml's default feature {feature.key} is in {mode} mode; this benchmark compares add mode")
+        say(f"demo.yaml's default feature {feature.key} is in {mode} mode; the peers only add, so every approach adds its vector")
     strength = feature.strength if args.strength is None else args.strength
     vector = load_vectors(config.vectors_path()).get(feature.layer, feature.index)
     if vector is None:
@@ -336,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     ours_model, _ = load_model(EMBEDDED_MODEL, device="cpu", dtype="float32")
     attach(ours_model)
     nn_model, _ = load_model(EMBEDDED_MODEL, device="cpu", dtype="float32")
+    from steering.generate.nnsight import NNsightRunner
+
+    nn_runner = NNsightRunner(nn_model, tok)  # wraps the model once, as an engine with backend: nnsight does
     ids = encode_chat(tok, [{"role": "user", "content": PROMPT}])  # (1, T)
     prompt_len = ids.shape[1]
     kwargs = generate_kwargs(ids, args.tokens, tok.eos_token_id)
@@ -350,8 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         Approach("per-request hooks", in_process(lambda: per_request_generate(model, layer, u, strength, kwargs), prompt_len),
                  "main", f"register_forward_hook on model.model.layers[{layer}] adding s*u to the output at every position, "
                  "removed in finally; per call (the plain model instance, no other hooks)"),
-        Approach("nnsight", in_process(lambda: nnsight_generate(nn_model, tok, plan, kwargs), prompt_len), "main",
-                 "steering.generate.nnsight.NNsightGeneration.generate: layer output edited inside an nnsight generate "
+        Approach("nnsight", in_process(lambda: nnsight_generate(nn_runner, plan, kwargs), prompt_len), "main",
+                 "steering.generate.nnsight.NNsightRunner.generate: layer output edited inside an nnsight generate "
                  "trace, every step (tracer.iter), same Edit.apply; a separate model instance; an id-collecting streamer "
                  "replaces nnsight's default one"),
     ]

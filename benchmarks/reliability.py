@@ -192,7 +192,7 @@ def cancellation(url: str, pid: int, n_cancels: int, rng: random.Random, baselin
         with ThreadPoolExecutor(len(clients)) as pool:
             list(pool.map(worker_over(todo), range(len(clients))))
         t0 = time.time()
-        left_active = wait_idle(status_client)  # /status counts requests whose steering state is still set
+        left_active = wait_idle(status_client)  # /status counts requests the decoder has not yet ended (engine.active_requests)
         seconds_to_idle.append(round(time.time() - t0, 2))
         samples.append(round(psutil.Process(pid).memory_info().rss / 2**20, 1))
     time.sleep(1.0)

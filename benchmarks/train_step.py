@@ -1,6 +1,6 @@
 """One SAE training step: the hand-written backward of the selected pre-activations against autograd.
 
-`python benchmarks/train_step.py` times `steering.train_sae`'s step (dense encoder product, TopK, sparse
+`python benchmarks/train_step.py` times `steering.offline.train`'s step (dense encoder product, TopK, sparse
 decode, AuxK on 512 rows, Adam, decoder renormalisation) at the shipped size (16,384 x 576, k = 64, batch
 2048) two ways, alternating in one process so both see the same machine:
 - **hand-written**: `SelectedPreacts`, whose backward is one `embedding_bag` and its weight gradient;
