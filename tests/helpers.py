@@ -138,3 +138,14 @@ def tiny_tokenizer(chat_template: str | None = CHATML):
                                   additional_special_tokens=["<|im_start|>", "<|im_end|>"])
     tok.chat_template = chat_template
     return tok
+
+
+TRAIN_LAYER = 15
+TRAIN_TEXTS = [  # a few sentences on different topics: a tiny real-activation budget for SAE training tests
+    "The ocean covers most of the planet, and its waves shape every coast they reach.",
+    "To install the package, run pip install and restart the terminal before importing it.",
+    "She baked bread every morning, and the smell of warm loaves filled the small kitchen.",
+    "The committee approved the budget after a long debate about roads and schools.",
+    "Dogs are loyal companions; a puppy needs patience, walks and a little training each day.",
+    "Stars form in clouds of gas and dust, and some end their lives as black holes.",
+]

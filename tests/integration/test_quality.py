@@ -2,7 +2,8 @@
 
 import torch
 
-from tests.unit.offline.test_train import LAYER, TEXTS
+from tests.helpers import TRAIN_LAYER as LAYER
+from tests.helpers import TRAIN_TEXTS as TEXTS
 
 
 def test_quality_metrics_are_exact_for_an_identity_sae(smollm2):

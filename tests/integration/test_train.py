@@ -4,7 +4,8 @@ import torch
 
 from steering.offline.activations import cache_activations, load_cache, load_windows
 from steering.offline.train import fve
-from tests.unit.offline.test_train import LAYER, TEXTS
+from tests.helpers import TRAIN_LAYER as LAYER
+from tests.helpers import TRAIN_TEXTS as TEXTS
 
 
 def test_tiny_budget_training_runs_end_to_end(smollm2, tmp_path):

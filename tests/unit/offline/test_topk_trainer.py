@@ -5,7 +5,6 @@ import torch
 from steering.offline.topk_trainer import TopKTrainer
 
 
-
 def test_sparse_path_matches_dense_reference():
     torch.manual_seed(0)
     m = TopKTrainer(16, 64, k=4, seed=1)

@@ -5,7 +5,6 @@ import torch
 from steering.offline.train import TrainConfig, train
 
 
-
 def test_warm_start_reads_the_saved_sae_back_exactly():
     """`init`: with a zero learning rate the result is the initial SAE (its input scale unfolded and refolded)."""
     import pytest
