@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import queue
 import sys
-import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -19,16 +18,19 @@ from typing import Callable, Mapping, Sequence
 from torch import Tensor
 
 from steering.config import DemoConfig, FeatureSpec, GenerationSettings, load_config
+from steering.forksafe import ForkSafeLock
 from steering.generate.batching import Batcher
 from steering.generate.decode import Decoder, HooksRunner, Request
 from steering.generate.small_batch import speed_up_small_batches, undo_small_batches
 from steering.generate.stream import Stream
 from steering.inspection import capture, stats
+from steering.inspection.norms import TypicalNorms
 from steering.keys import FeatureKey
 from steering.model.chat_template import PLAIN_TURN_STOP, encode_chat, special_token_ids
 from steering.model.layers import num_layers
 from steering.model.loading import load_model
-from steering.sae import SAE, TopKFeature, open_sae, resolve_sae_folder
+from steering.sae import SAE, SAEHandle, TopKFeature, open_sae, resolve_sae_folder
+from steering.sae.cache import SAECache
 from steering.steer.hooks import attach, detach
 from steering.steer.plan import SteeringPlan, build_plan, resolve_strengths
 from steering.steer.vectors import (
@@ -61,9 +63,9 @@ class Engine:
             self.notice = (f"{config.model} has no chat template: chatting as plain completion "
                            "(a 'User: ... / Assistant:' transcript), so answers may be rougher than a chat model's.")
             log(self.notice)
-        self._saes: dict[int, SAE] = {}
-        self._norms: dict[int, float] = {}
-        self._lock = threading.Lock()
+        self.saes = SAECache(self._open_sae)
+        self.norms = TypicalNorms(model, tokenizer)
+        self._lock = ForkSafeLock()
         runner = None
         if self.backend == "nnsight":  # may refuse (nnsight not installed) before anything is attached
             from steering.generate.nnsight import NNsightRunner
@@ -239,19 +241,20 @@ class Engine:
         return self.config.resolve_inspector_layer(self.n_layers)
 
     def sae(self, layer: int | None = None) -> SAE:
-        """The full SAE of `layer` (default: the inspector layer), loaded once on first use."""
-        layer = self.inspector_layer if layer is None else layer
-        with self._lock:
-            if layer not in self._saes:
-                if self.config.sae is None:
-                    raise ValueError("the config names no SAE (`sae:` section), so there is nothing to inspect with")
-                folder = resolve_sae_folder(self.config.sae_source(), self.config.sae.subfolder(layer), self.config.sae.revision)
-                handle = open_sae(folder, self.config.sae.format, k=self.config.sae.k)
-                handle.check_width(self.model.config.hidden_size)
-                sae = handle.load()
-                sae.meta.setdefault("layer", layer)
-                self._saes[layer] = sae
-            return self._saes[layer]
+        """The full SAE of `layer` (default: the inspector layer), loaded once on first use, on the CPU."""
+        return self.saes.load(self.inspector_layer if layer is None else layer)
+
+    def sae_width(self, layer: int | None = None) -> int:
+        """The number of features of `layer`'s SAE, from its header: no weights read, no tensor work."""
+        return self.saes.width(self.inspector_layer if layer is None else layer)
+
+    def _open_sae(self, layer: int) -> SAEHandle:
+        if self.config.sae is None:
+            raise ValueError("the config names no SAE (`sae:` section), so there is nothing to inspect with")
+        folder = resolve_sae_folder(self.config.sae_source(), self.config.sae.subfolder(layer), self.config.sae.revision)
+        handle = open_sae(folder, self.config.sae.format, k=self.config.sae.k)
+        handle.check_width(self.model.config.hidden_size)
+        return handle
 
     def encode_prompts(self, prompts: Sequence[str], layer: int | None = None, chat: bool = True,
                        plan: SteeringPlan | None = None) -> Tensor:
@@ -269,10 +272,7 @@ class Engine:
 
     def typical_norm(self, layer: int) -> float:
         """Mean residual norm at `layer` over ordinary text, computed once (see `capture.typical_norm`)."""
-        with self._lock:
-            if layer not in self._norms:
-                self._norms[layer] = capture.typical_norm(self.model, self.tokenizer, layer)
-            return self._norms[layer]
+        return self.norms.measure([layer])[layer]
 
     def differential(self, positive: Sequence[str], negative: Sequence[str], n: int = 20, layer: int | None = None,
                      chat: bool = True) -> list[stats.DifferentialFeature]:

@@ -90,3 +90,20 @@ def test_active_requests_count_rows_until_each_ends(smollm2, config):
         assert engine.active_requests == 2
         it.close()
         assert engine.active_requests == 0 and not stream.running
+
+
+def test_typical_norms_are_measured_once_and_norms_measured_elsewhere_are_kept(smollm2, config):
+    model, tokenizer = smollm2
+    with Engine(config, model, tokenizer, vectors_for_config(config, log=lambda m: None)) as engine:
+        assert engine.norms.known == {}
+        forwards = []
+        handle = model.register_forward_pre_hook(lambda *_: forwards.append(1))
+        try:
+            measured = engine.norms.measure([3, 15, 3])
+            assert set(measured) == {3, 15} and len(forwards) == 2
+            assert engine.typical_norm(15) == measured[15] and len(forwards) == 2
+            engine.norms.remember({7: 12.5})  # as from a ZeroGPU worker
+            assert engine.typical_norm(7) == 12.5 and len(forwards) == 2
+        finally:
+            handle.remove()
+        assert measured[15] > measured[3] > 0, "the residual stream grows with depth"
