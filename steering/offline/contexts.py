@@ -70,16 +70,11 @@ def top_activations(sae, acts: Tensor, top: int, batch_size: int = 4096, progres
     best_v = torch.full((F_, top), -1.0)
     best_r = torch.full((F_, top), -1, dtype=torch.long)
     counts = torch.zeros(F_, dtype=torch.long)
-    k = sae.k or 64
     for b in tqdm(range(0, len(acts), batch_size), desc="feature contexts", disable=not progress):
-        x = acts[b : b + batch_size].float()
-        pre = sae32.pre_activation(x)
-        vals, idx = pre.topk(k, dim=-1)  # (B, k): the TopK rule
-        vals = vals.relu()
-        keep = vals > 0
-        feat = idx[keep]
-        v = vals[keep]
-        rows = (torch.arange(len(x)).unsqueeze(1).expand_as(idx) + b)[keep]
+        codes = sae32.encode(acts[b : b + batch_size].float())  # (B, F), by the SAE's own rule
+        local, feat = (codes > 0).nonzero(as_tuple=True)
+        v = codes[local, feat]
+        rows = local + b
         counts += torch.bincount(feat, minlength=F_)
         # merge with the running best: concatenate per feature via sorting
         all_f = torch.cat([torch.arange(F_).repeat_interleave(top), feat])

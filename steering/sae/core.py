@@ -12,6 +12,12 @@ Activation rules (x is a residual vector, pre = (x - b_dec [if apply_b_dec_to_in
 - "topk_raw": keep the k largest entries of pre as they are (no relu: a kept value may be negative), zero
               elsewhere (Qwen-Scope). Not a SAELens architecture: `save` writes `architecture: "topk_raw"`, which
               only this library reads back.
+- "groupmax": the d_sae features split into k equal groups of consecutive features (group g holds features
+              g*d_sae/k .. (g+1)*d_sae/k - 1); each group keeps relu of its largest pre, zero elsewhere (sparsify
+              `activation: groupmax`). Also this library's own architecture name in `save`.
+
+Formats whose encoder scales each feature by its decoder row's norm (SAELens `rescale_acts_by_decoder_norm`) are
+read with those norms folded into the weights (`fold_decoder_norms`), so every rule above applies unchanged.
 """
 
 from __future__ import annotations
@@ -25,12 +31,14 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-ACTIVATIONS = ("relu", "topk", "topk_raw", "jumprelu")
+ACTIVATIONS = ("relu", "topk", "topk_raw", "jumprelu", "groupmax")
 PER_FEATURE_RULES = ("relu", "jumprelu")
-TOPK_RULES = ("topk", "topk_raw")
+SELECTION_RULES = ("topk", "topk_raw", "groupmax")  # a feature's value depends on the others; all need k
+NORM_FLOOR = 1e-8  # decoder norms are clamped here before dividing (as SAELens's own fold does)
 
-# SAELens `architecture` value for each activation rule ("topk_raw" is this library's own).
-_ARCHITECTURE = {"relu": "standard", "topk": "topk", "topk_raw": "topk_raw", "jumprelu": "jumprelu"}
+# SAELens `architecture` value for each activation rule ("topk_raw" and "groupmax" are this library's own).
+_ARCHITECTURE = {"relu": "standard", "topk": "topk", "topk_raw": "topk_raw", "jumprelu": "jumprelu",
+                 "groupmax": "groupmax"}  # fmt: skip
 
 
 def _apply_rule(pre: Tensor, activation: str, threshold: Tensor | None) -> Tensor:
@@ -40,6 +48,29 @@ def _apply_rule(pre: Tensor, activation: str, threshold: Tensor | None) -> Tenso
     if activation == "jumprelu":
         return torch.relu(pre) * (pre > threshold)
     raise ValueError(f"activation {activation!r} is not a per-feature rule; per-feature rules: {PER_FEATURE_RULES}")
+
+
+def _groupmax(pre: Tensor, groups: int) -> Tensor:
+    """(..., F) -> (..., F): in each of `groups` runs of F/groups consecutive entries, relu of the largest is kept."""
+    blocks = pre.unflatten(-1, (groups, -1))  # (..., groups, F/groups)
+    values, top = blocks.max(dim=-1, keepdim=True)
+    return torch.zeros_like(blocks).scatter(-1, top, torch.relu(values)).flatten(-2)
+
+
+def decoder_norms(W_dec: Tensor) -> Tensor:
+    """(n, d_in) decoder rows -> (n,) their norms in float32, floored at NORM_FLOOR (as SAELens's own fold)."""
+    return W_dec.float().norm(dim=-1).clamp(min=NORM_FLOOR)
+
+
+def fold_decoder_norms(W_enc: Tensor, b_enc: Tensor, W_dec: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(W_enc (d_in, F), b_enc (F,), W_dec (F, d_in)) with each decoder norm n_i = |W_dec[i]| folded in, float32:
+    (W_enc[:, i] * n_i, b_enc[i] * n_i, W_dec[i] / n_i).
+
+    An SAE that encodes `topk(pre_i * n_i)` and decodes `sum_i f_i / n_i * W_dec[i]` (SAELens
+    `rescale_acts_by_decoder_norm`) is this plain SAE: the same codes and reconstructions, unit decoder rows.
+    """
+    norms = decoder_norms(W_dec)  # (F,)
+    return W_enc.float() * norms, b_enc.float() * norms, W_dec.float() / norms.unsqueeze(-1)
 
 
 def _as_index(indices: int | Sequence[int] | Tensor) -> Tensor:
@@ -82,7 +113,8 @@ class FeatureRule:
 
 
 class TopKFeature:
-    """One feature's activation under a TopK rule, which depends on every feature's pre-activation.
+    """One feature's activation under a selection rule (topk, topk_raw, groupmax), which depends on other
+    features' pre-activations: all of them for top-k, its own group for groupmax.
 
     Pin mode reads it at every decoding step. `from_pre` takes pre-activations already computed,
     so several pinned features of one SAE share one encoder product (see `hooks`), and `shift`
@@ -90,15 +122,24 @@ class TopKFeature:
     """
 
     def __init__(self, sae: "SAE", index: int):
-        if sae.activation not in TOPK_RULES:
-            raise ValueError(f"TopKFeature needs a TopK SAE, got rule {sae.activation!r}")
+        if sae.activation not in SELECTION_RULES:
+            raise ValueError(f"TopKFeature needs a {'/'.join(SELECTION_RULES)} SAE, got rule {sae.activation!r}")
         self.sae, self.index = sae, int(index)
 
     def from_pre(self, pre: Tensor) -> Tensor:
-        """(..., d_sae) pre-activations -> (...,) this feature's activation; equals `SAE.encode` without ties."""
+        """(..., d_sae) pre-activations -> (...,) this feature's activation; equals `SAE.encode` without ties.
+
+        Kept when fewer than `limit` rivals are larger: rivals are all features and limit k for top-k, the
+        feature's own group and limit 1 for groupmax.
+        """
         value = pre[..., self.index]
-        kept = (pre > value.unsqueeze(-1)).sum(-1) < self.sae.k
-        if self.sae.activation == "topk":
+        rivals, limit = pre, self.sae.k
+        if self.sae.activation == "groupmax":
+            size = self.sae.d_sae // self.sae.k
+            start = self.index // size * size
+            rivals, limit = pre[..., start : start + size], 1
+        kept = (rivals > value.unsqueeze(-1)).sum(-1) < limit
+        if self.sae.activation != "topk_raw":
             value = torch.relu(value)
         return torch.where(kept, value, torch.zeros_like(value))
 
@@ -145,8 +186,10 @@ class SAE:
             got = tuple(getattr(self, name).shape)
             if got != shape:
                 raise ValueError(f"{name} has shape {got}, expected {shape} (W_enc is (d_in={d_in}, d_sae={d_sae}))")
-        if self.activation in TOPK_RULES and not (isinstance(self.k, int) and 0 < self.k <= d_sae):
+        if self.activation in SELECTION_RULES and not (isinstance(self.k, int) and 0 < self.k <= d_sae):
             raise ValueError(f"activation {self.activation!r} needs an integer k in [1, {d_sae}], got {self.k!r}")
+        if self.activation == "groupmax" and d_sae % self.k:
+            raise ValueError(f"activation 'groupmax' needs k dividing d_sae into equal groups; k={self.k}, d_sae={d_sae}")
 
     @property
     def d_in(self) -> int:
@@ -166,7 +209,9 @@ class SAE:
     def encode(self, x: Tensor) -> Tensor:
         """(..., d_in) -> (..., d_sae) feature activations by this SAE's rule, in float32."""
         pre = self.pre_activation(x)  # (..., d_sae)
-        if self.activation in TOPK_RULES:
+        if self.activation == "groupmax":
+            return _groupmax(pre, self.k)
+        if self.activation in SELECTION_RULES:
             values, top = pre.topk(self.k, dim=-1)  # (..., k)
             if self.activation == "topk":
                 values = torch.relu(values)
@@ -231,7 +276,7 @@ class SAE:
             "hook_layer": self.meta.get("layer"),
             "model_name": self.meta.get("model_name"),
         }
-        if self.activation in TOPK_RULES:
+        if self.activation in SELECTION_RULES:
             cfg["k"] = self.k
             cfg["activation_fn_kwargs"] = {"k": self.k}
         cfg["metadata"] = {k: v for k, v in self.meta.items() if isinstance(v, (str, int, float, bool, type(None)))}

@@ -1,9 +1,10 @@
 """The contract between a format's converter and the generic SAE handle, and the checks converters share.
 
 A converter reads a folder's config and tensor headers (never the big matrices) and returns a `Layout`:
-sizes, the encode rule, and where each canonical tensor (`W_enc`, `W_dec`, `b_enc`, `b_dec`, `threshold`)
-lives and in which orientation. `SAEFormat` names the files that identify a format. Everything else is
-generic (`steering.sae.registry`), so a new format is one converter module.
+sizes, the encode rule, where each canonical tensor (`W_enc`, `W_dec`, `b_enc`, `b_dec`, `threshold`)
+lives and in which orientation, and whether the decoder norms are folded into the weights. `SAEFormat`
+names the files that identify a format. Everything else is generic (`steering.sae.registry`), so a new
+format is one converter module.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Layout:
     cfg: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
     scalar_ok: frozenset[str] = frozenset()  # canonical names that may be stored as one global scalar
+    fold_decoder_norms: bool = False  # read with decoder norms folded in (`steering.sae.core.fold_decoder_norms`)
 
 
 @dataclass(frozen=True)

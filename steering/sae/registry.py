@@ -2,7 +2,8 @@
 
 `FORMATS` maps each name in `names.FORMAT_NAMES` to the `FORMAT` of the module of that name in
 `steering.sae.formats`, so the format list exists once. `SAEHandle` turns any converter's `Layout` into
-lazy feature reads (`decoder_rows`, `feature_rules`) or a full canonical `SAE` (`load`).
+lazy feature reads (`decoder_rows`, `feature_rules`) or a full canonical `SAE` (`load`). Where the layout says
+`fold_decoder_norms`, all three fold each feature's decoder norm in the same way (read from its own row).
 """
 
 from __future__ import annotations
@@ -15,12 +16,20 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from steering.sae.core import PER_FEATURE_RULES, SAE, FeatureRule
+from steering.sae.core import (
+    PER_FEATURE_RULES,
+    SAE,
+    FeatureRule,
+    decoder_norms,
+    fold_decoder_norms,
+)
 from steering.sae.layout import FEATURE_AXIS, Layout, SAEFormat, check_shapes
 from steering.sae.names import FORMAT_NAMES, SAEFormatError
 from steering.sae.storage import read_full
 
 __all__ = ["FORMATS", "SAEFormatError", "SAEHandle", "detect_format", "load_sae", "open_sae"]
+
+_FOLDED = ("W_enc", "b_enc", "W_dec")  # the arguments and results of `fold_decoder_norms`, in order
 
 FORMATS: dict[str, SAEFormat] = {name: import_module(f"steering.sae.formats.{name}").FORMAT for name in FORMAT_NAMES}
 
@@ -136,8 +145,9 @@ class SAEHandle:
         return stored.read_index(idx, axis).float()
 
     def decoder_rows(self, indices: int | Sequence[int] | Tensor) -> Tensor:
-        """(n, d_in) float32 raw decoder directions, reading only those features' bytes."""
-        return self._features("W_dec", self._indices(indices))
+        """(n, d_in) float32 decoder directions as `load().W_dec` has them, reading only those features' bytes."""
+        rows = self._features("W_dec", self._indices(indices))  # (n, d_in)
+        return rows / decoder_norms(rows).unsqueeze(-1) if self.layout.fold_decoder_norms else rows
 
     def feature_rules(self, indices: int | Sequence[int] | Tensor) -> list[FeatureRule]:
         """Per-feature encoders for pin mode; ValueError for TopK SAEs (use `load().encode`)."""
@@ -149,6 +159,9 @@ class SAEHandle:
         idx = self._indices(indices)
         w_enc = self._features("W_enc", idx)  # (n, d_in)
         b_enc = self._features("b_enc", idx)  # (n,)
+        if self.layout.fold_decoder_norms:
+            norms = decoder_norms(self._features("W_dec", idx))  # (n,)
+            w_enc, b_enc = w_enc * norms.unsqueeze(-1), b_enc * norms
         threshold = self._features("threshold", idx) if "threshold" in self.layout.tensors else None  # (n,)
         b_dec = self.layout.tensors["b_dec"].read_all_small().float()  # (d_in,)
         return [
@@ -165,15 +178,18 @@ class SAEHandle:
         ]
 
     def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> SAE:
-        """The whole SAE in canonical orientation."""
-        weights = {}
+        """The whole SAE in canonical orientation (decoder norms folded in where the layout says so)."""
+        weights, fold = {}, self.layout.fold_decoder_norms
         for canonical, stored in self.layout.tensors.items():
             t = read_full(stored)
             if canonical in self.layout.transposed:
                 t = t.T
             if t.shape == () and canonical in self.layout.scalar_ok:
                 t = t.expand(self.d_sae)
-            weights[canonical] = torch.empty(t.shape, dtype=dtype, device=device).copy_(t)
+            weights[canonical] = t if fold and canonical in _FOLDED else _copy(t, dtype, device)
+        if fold:
+            folded = fold_decoder_norms(*(weights[n] for n in _FOLDED))
+            weights.update({n: _copy(t, dtype, device) for n, t in zip(_FOLDED, folded)})
         return SAE(
             **weights,
             activation=self.activation,
@@ -181,6 +197,11 @@ class SAEHandle:
             apply_b_dec_to_input=self.layout.apply_b_dec_to_input,
             meta=self.meta,
         )
+
+
+def _copy(t: Tensor, dtype: torch.dtype, device: torch.device | str) -> Tensor:
+    """`t` as a new tensor of `dtype` on `device` (from a memory-mapped view: the one copy in memory)."""
+    return torch.empty(t.shape, dtype=dtype, device=device).copy_(t)
 
 
 def open_sae(

@@ -1,6 +1,6 @@
 """Top-activating contexts and automatic labels: the streaming top-k, the labeller, the shipped file."""
 
-
+import pytest
 import torch
 
 from steering.offline.contexts import auto_label, top_activations
@@ -9,8 +9,9 @@ from tests.helpers import ROOT, random_sae
 SHIPPED = ROOT / "saes" / "smollm2-135m-instruct" / "layer_15"
 
 
-def test_streaming_top_activations_match_brute_force():
-    sae = random_sae(16, 40, "topk", seed=3)
+@pytest.mark.parametrize("rule", ["topk", "jumprelu", "relu"])
+def test_streaming_top_activations_match_brute_force(rule):
+    sae = random_sae(16, 40, rule, seed=3)
     acts = torch.randn(1000, 16) * 2
     values, rows, counts = top_activations(sae, acts, top=5, batch_size=128, progress=False)
     codes = sae.encode(acts)  # (N, F)

@@ -2,12 +2,13 @@
 save/load round trip."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from steering.sae.core import SAE, FeatureRule, TopKFeature
+from steering.sae.core import SAE, FeatureRule, TopKFeature, fold_decoder_norms
 from steering.sae.registry import load_sae
 from tests.helpers import random_sae
 
@@ -25,7 +26,7 @@ def make_sae(activation: str, seed: int = 0, **kwargs) -> SAE:
         activation=activation,
         threshold=threshold,
         meta={"layer": 3, "hook_name": "blocks.3.hook_resid_post", "model_name": "tiny"},
-        **({"k": 8 if activation in ("topk", "topk_raw") else None} | kwargs),
+        **({"k": 8 if activation in ("topk", "topk_raw", "groupmax") else None} | kwargs),
     )
 
 
@@ -43,8 +44,12 @@ def numpy_encode(sae: SAE, x: np.ndarray) -> np.ndarray:
         return np.where(pre > sae.threshold.double().numpy(), np.maximum(pre, 0), 0)
     out = np.zeros_like(pre)
     for row, p in zip(out.reshape(-1, D_SAE), pre.reshape(-1, D_SAE)):
-        top = np.argsort(-p)[: sae.k]
-        row[top] = np.maximum(p[top], 0) if sae.activation == "topk" else p[top]
+        if sae.activation == "groupmax":
+            size = D_SAE // sae.k
+            top = np.array([g * size + np.argmax(p[g * size : (g + 1) * size]) for g in range(sae.k)])
+        else:
+            top = np.argsort(-p)[: sae.k]
+        row[top] = p[top] if sae.activation == "topk_raw" else np.maximum(p[top], 0)
     return out
 
 
@@ -53,7 +58,7 @@ def x() -> torch.Tensor:
     return torch.randn(3, 5, D_IN, generator=torch.Generator().manual_seed(1))  # (B, T, d)
 
 
-@pytest.mark.parametrize("activation", ["relu", "topk", "topk_raw", "jumprelu"])
+@pytest.mark.parametrize("activation", ["relu", "topk", "topk_raw", "jumprelu", "groupmax"])
 @pytest.mark.parametrize("apply_b_dec", [True, False])
 def test_encode_matches_formula(activation, apply_b_dec, x):
     sae = make_sae(activation, apply_b_dec_to_input=apply_b_dec)
@@ -122,13 +127,39 @@ def test_topk_has_no_feature_rule_but_encode_feature_works(x):
     torch.testing.assert_close(sae.encode_feature(x, 3), sae.encode(x)[..., 3])
 
 
-def test_topk_feature_equals_full_encode():
+@pytest.mark.parametrize("activation", ["topk", "topk_raw", "groupmax"])
+def test_topk_feature_equals_full_encode(activation):
     sae = random_sae(32, 64, "topk", seed=3, tied=False)
+    sae = replace(sae, activation=activation)
     x = torch.randn(5, 7, 32, generator=torch.Generator().manual_seed(1)) * 3
     codes = sae.encode(x)
     for i in range(64):
         assert torch.equal(TopKFeature(sae, i)(x), codes[..., i])
     assert (codes != 0).sum(-1).max() <= sae.k
+
+
+def test_groupmax_keeps_one_per_group(x):
+    sae = make_sae("groupmax", k=8)
+    groups = sae.encode(x).unflatten(-1, (8, D_SAE // 8))  # (..., 8, 8)
+    assert ((groups != 0).sum(-1) <= 1).all() and ((groups != 0).sum((-1, -2)) > 1).any()
+    with pytest.raises(ValueError, match=r"'groupmax' needs k dividing d_sae into equal groups; k=7, d_sae=64"):
+        make_sae("groupmax", k=7)
+
+
+def test_fold_decoder_norms_keeps_rescaled_codes_and_reconstructions(x):
+    """A rescaled TopK SAE (rank pre * |W_dec[i]|, decode f / |W_dec[i]|) equals the folded plain one."""
+    sae = make_sae("topk")
+    norms = sae.W_dec.norm(dim=-1)
+    pre = sae.pre_activation(x) * norms
+    values, top = pre.topk(sae.k, dim=-1)
+    codes = torch.zeros_like(pre).scatter(-1, top, values.relu())
+    W_enc, b_enc, W_dec = fold_decoder_norms(sae.W_enc, sae.b_enc, sae.W_dec)
+    folded = replace(sae, W_enc=W_enc, b_enc=b_enc, W_dec=W_dec)
+    torch.testing.assert_close(folded.encode(x), codes, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(folded.decode(codes), (codes / norms) @ sae.W_dec + sae.b_dec, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(W_dec.norm(dim=-1), torch.ones(D_SAE))
+    zero = fold_decoder_norms(sae.W_enc, sae.b_enc, sae.W_dec * 0)[2]
+    assert torch.isfinite(zero).all(), "a zero decoder row is floored, not divided by zero"
 
 
 def test_to_copies_and_casts():
@@ -153,14 +184,14 @@ def test_invalid_sae_is_refused(change, message):
         SAE(**fields)
 
 
-@pytest.mark.parametrize("activation", ["topk", "topk_raw"])
+@pytest.mark.parametrize("activation", ["topk", "topk_raw", "groupmax"])
 def test_topk_needs_k(activation):
     fields = make_sae(activation).__dict__ | {"k": None}
     with pytest.raises(ValueError, match=rf"activation '{activation}' needs an integer k"):
         SAE(**fields)
 
 
-@pytest.mark.parametrize("activation", ["relu", "topk", "topk_raw", "jumprelu"])
+@pytest.mark.parametrize("activation", ["relu", "topk", "topk_raw", "jumprelu", "groupmax"])
 def test_save_load_round_trip_exact(activation, tmp_path, x):
     sae = make_sae(activation, apply_b_dec_to_input=activation != "relu")
     sae.save(tmp_path, dtype=torch.float32)

@@ -1,8 +1,11 @@
 """dictionary_learning BatchTopK against its own encode formula, its metadata and its config checks."""
 
 
+import json
+
 import numpy as np
 import pytest
+import torch
 
 from steering.sae.names import SAEFormatError
 from steering.sae.registry import detect_format, load_sae, open_sae
@@ -11,6 +14,7 @@ from tests.unit.sae.writers import (
     F,
     dl_state,
     np_,
+    randn,
     write_dl,
 )
 
@@ -48,7 +52,26 @@ def test_dictionary_learning_k_buffer_must_match_config(tmp_path):
         open_sae(folder)
 
 
-def test_dictionary_learning_other_dict_class_refused(tmp_path):
-    folder = write_dl(tmp_path / "dl", dl_state(), dict_class="AutoEncoderTopK")
-    with pytest.raises(SAEFormatError, match="dict_class 'AutoEncoderTopK' is not supported"):
+@pytest.mark.parametrize("dict_class", ["GatedAutoEncoder", "AutoEncoderNew", "SomethingElse"])
+def test_dictionary_learning_unknown_dict_class_refused_by_name(dict_class, tmp_path):
+    folder = write_dl(tmp_path / "dl", dl_state(), dict_class=dict_class)
+    with pytest.raises(SAEFormatError, match=rf"dict_class '{dict_class}' is not supported; supported: "
+                                             r"\['AutoEncoder', 'AutoEncoderTopK', 'BatchTopKSAE', 'JumpReluAutoEncoder'"):  # fmt: skip
+        open_sae(folder)
+
+
+def test_dictionary_learning_jumprelu_needs_no_k(tmp_path):
+    """JumpReluAutoEncoder's config has no `k`: the class is read, not refused for a missing key."""
+    d, f = D, F
+    state = {"W_enc": randn(d, f, seed=1), "b_enc": randn(f, seed=2), "W_dec": randn(f, d, seed=3),
+             "b_dec": randn(d, seed=4), "threshold": randn(f, seed=5).abs()}  # fmt: skip
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    torch.save(state, folder / "ae.pt")
+    trainer = {"dict_class": "JumpReluAutoEncoder", "activation_dim": d, "dict_size": f, "layer": 4}
+    (folder / "config.json").write_text(json.dumps({"trainer": trainer}))
+    handle = open_sae(folder)
+    assert (handle.activation, handle.k, handle.layout.apply_b_dec_to_input) == ("jumprelu", None, False)
+    (folder / "config.json").write_text(json.dumps({"trainer": trainer | {"dict_class": "AutoEncoderTopK"}}))
+    with pytest.raises(SAEFormatError, match=r"missing config keys \['k'\]"):
         open_sae(folder)

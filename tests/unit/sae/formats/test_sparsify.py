@@ -3,6 +3,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from steering.sae.names import SAEFormatError
 from steering.sae.registry import detect_format, open_sae
@@ -32,7 +33,32 @@ def test_sparsify_encode_matches_formula(cfg, tmp_path, x):
     np.testing.assert_allclose(sae.encode(x).numpy(), expected, atol=1e-5)
 
 
+def test_sparsify_groupmax_keeps_each_groups_max(tmp_path, x):
+    """`activation: groupmax`: the F latents in k groups of F/k consecutive ones, each keeping its relu'd max."""
+    state = sparsify_state()
+    sae = open_sae(write_sparsify(tmp_path, state, activation="groupmax", k=12)).load()
+    assert (sae.activation, sae.k) == ("groupmax", 12)
+    relu = np.maximum((np_(x) - np_(state["b_dec"])) @ np_(state["encoder.weight"]).T + np_(state["encoder.bias"]), 0)
+    groups = relu.reshape(*relu.shape[:-1], 12, F // 12)
+    expected = np.where(groups == groups.max(-1, keepdims=True), groups, 0).reshape(relu.shape)
+    np.testing.assert_allclose(sae.encode(x).numpy(), expected, atol=1e-5)
+
+
+def test_sparsify_multi_topk_is_plain_topk(tmp_path, x):
+    """multi_topk changes the training loss only: encode is the same top-k."""
+    state = sparsify_state()
+    plain = open_sae(write_sparsify(tmp_path / "a", state)).load()
+    multi = open_sae(write_sparsify(tmp_path / "b", state, multi_topk=True))
+    assert multi.activation == "topk" and multi.meta["multi_topk"] is True
+    assert torch.equal(multi.load().encode(x), plain.encode(x))
+
+
 def test_sparsify_config_problems(tmp_path):
+    with pytest.raises(SAEFormatError, match=r"sparsify activation 'softmax' is not supported; supported: "
+                                             r"\['groupmax', 'topk'\]"):  # fmt: skip
+        open_sae(write_sparsify(tmp_path / "d", sparsify_state(), activation="softmax"))
+    with pytest.raises(SAEFormatError, match=r"'groupmax' splits the 96 latents into k=7 equal groups"):
+        open_sae(write_sparsify(tmp_path / "e", sparsify_state(), activation="groupmax", k=7))
     with pytest.raises(SAEFormatError, match=r"skip_connection/transcode SAEs \(transcoders\) are not supported"):
         open_sae(write_sparsify(tmp_path / "a", sparsify_state(), skip_connection=True))
     with pytest.raises(SAEFormatError, match=r"needs 'num_latents' or 'expansion_factor'"):
