@@ -13,19 +13,23 @@ import functools
 import inspect
 import logging
 import os
+import time
 from dataclasses import replace
 from typing import Iterator
 
 import gradio as gr
 import pandas as pd
 import spaces
+from gradio.queueing import Queue
 
 from steering import Engine
 from steering.config import MODES
+from steering.generate.stoppable import cancellable
 from steering.inspection.labels import load_feature_info
 from steering.service import views
 from steering.service.demo import DemoService
 from steering.service.errors import visitor_message
+from steering.service.inputs import arguments, whole_number
 from steering.service.limits import Limits, UserError
 from steering.service.setup import SteeringSetup, from_query, to_query
 
@@ -49,8 +53,19 @@ ENGINE = Engine.from_config(  # loaded once, at import (ZeroGPU moves it to the 
     CONFIG, batching=not ON_ZEROGPU, batch_window_s=float(os.environ.get("STEERING_BATCH_WINDOW_MS", "15")) / 1000,
     max_batch=max(CONCURRENCY, 1),
 )
-SERVICE = DemoService(ENGINE, LIMITS, load_feature_info(ENGINE.config))
+
+
+@spaces.GPU(duration=30)
+def measure_norms(layers: tuple[int, ...]) -> dict[int, float]:
+    """The layers' typical residual norms (slider ranges): a model forward, so a GPU call on ZeroGPU; the
+    floats come back to this process, which keeps them for every later page."""
+    return ENGINE.norms.measure(layers)
+
+
+SERVICE = DemoService(ENGINE, LIMITS, load_feature_info(ENGINE.config), measure_norms=measure_norms)
 DEFAULTS = SERVICE.defaults()
+if not ON_ZEROGPU:  # measured now, not on the first visitor's page load; on ZeroGPU no forward may run here
+    SERVICE.norms(SERVICE.features_for(DEFAULTS))
 
 
 # ---- errors: a readable message, never a traceback, and the page keeps its state ---------------
@@ -220,7 +235,12 @@ def show_contexts(index):
 # ---- named API endpoints (gradio_client) -------------------------------------------------------
 
 def api_chat_duration(message, history=None, strengths=None, mode="own", add_features=None, max_new_tokens=None, *rest, **kwargs) -> int:
-    return chat_duration(message, history, None, mode, False, max_new_tokens if max_new_tokens is not None else LIMITS.max_new_tokens)
+    """ZeroGPU time for an API answer; a max_new_tokens that api_chat will refuse (NaN, -inf, text) gets the cap's."""
+    try:
+        tokens = whole_number(max_new_tokens, "max_new_tokens", 1, LIMITS.max_new_tokens)
+    except UserError:
+        tokens = LIMITS.max_new_tokens
+    return chat_duration(message, history, None, mode, False, tokens)
 
 
 @spaces.GPU(duration=api_chat_duration)
@@ -247,14 +267,14 @@ def api_chat(
 @readable_errors
 def api_inspect(prompt: str, top_n: int = 10) -> list:
     """Top SAE features at the prompt's last token (unsteered): [{index, label, activation}]."""
-    return SERVICE.inspect(prompt, n=top_n)
+    return SERVICE.inspect(prompt, n=10 if top_n is None else top_n)
 
 
 @spaces.GPU(duration=60)
 @readable_errors
 def api_differential(positive: str, negative: str, top_n: int = 20) -> list:
     """Features separating two prompt sets (one prompt per line)."""
-    return SERVICE.differential(positive, negative, top_n)
+    return SERVICE.differential(positive, negative, 20 if top_n is None else top_n)
 
 
 @spaces.GPU(duration=60)
@@ -269,12 +289,42 @@ def api_scan(prompts: str, feature: int) -> dict:
 @readable_errors
 def api_concept_search(concept: str, top_n: int = 10) -> list:
     """Features for a concept: prompts about it against matched neutral prompts."""
-    return SERVICE.concept_search(concept, top_n)
+    return SERVICE.concept_search(concept, 10 if top_n is None else top_n)
 
 
 def api_status() -> dict:
     """Generations in flight and the model served (counts only, nothing about visitors)."""
     return SERVICE.status()
+
+
+API_ENDPOINTS = (api_chat, api_inspect, api_differential, api_scan, api_concept_search, api_status)
+
+
+def api_endpoint(fn) -> bool:
+    """Whether `fn` is one of `API_ENDPOINTS`, as registered (perhaps wrapped, e.g. by `cancellable`)."""
+    while fn is not None:
+        if fn in API_ENDPOINTS:
+            return True
+        fn = getattr(fn, "__wrapped__", None)
+    return False
+
+
+def api_arguments(validate):
+    """`Blocks.validate_inputs`, stricter for the named endpoints: Gradio drops values past a function's
+    parameters without a word and answers too few with a traceback; `inputs.arguments` refuses extras by
+    name and gives missing ones their defaults. Every other event is left to Gradio."""
+    @functools.wraps(validate)
+    def check(self, block_fn, values):
+        if api_endpoint(block_fn.fn) and isinstance(values, list):
+            try:
+                values[:] = arguments(f"/{block_fn.api_name}", block_fn.input_parameter_names, [b.value for b in block_fn.inputs], values)
+            except UserError as exc:
+                raise gr.Error(visitor_message(exc), print_exception=False) from None
+        return validate(self, block_fn, values)
+    return check
+
+
+gr.Blocks.validate_inputs = api_arguments(gr.Blocks.validate_inputs)
 
 
 # ---- layout ----------------------------------------------------------------------------------
@@ -379,9 +429,10 @@ with gr.Blocks(title="Steering with SAE features") as demo:
     chat_outputs = [chatbot, plain_chatbot, msg, last_message]
     panel_inputs = [last_message, setup_state, steered_view, mode, compare] + controls
     panel_outputs = [top_table, top_bars, token_view, panel_note, picked]
-    sent = send.click(respond, chat_inputs, chat_outputs, api_visibility="private")
+    answer = cancellable(respond)  # an async generator: Stop cancels it at once, the answer ends at its next token
+    sent = send.click(answer, chat_inputs, chat_outputs, api_visibility="private")
     sent.then(inspect_panel, panel_inputs, panel_outputs, api_visibility="private")
-    submitted = msg.submit(respond, chat_inputs, chat_outputs, api_visibility="private")
+    submitted = msg.submit(answer, chat_inputs, chat_outputs, api_visibility="private")
     submitted.then(inspect_panel, panel_inputs, panel_outputs, api_visibility="private")
     stop.click(None, None, None, cancels=[sent, submitted], api_visibility="private")
     clear.click(lambda: ([], gr.update(value=[]), "", ""), None, [chatbot, plain_chatbot, msg, last_message], cancels=[sent, submitted], api_visibility="private")
@@ -410,7 +461,7 @@ with gr.Blocks(title="Steering with SAE features") as demo:
 
     demo.load(on_load, None, [setup_state] + slot_outputs + control_outputs, api_visibility="private")
 
-    gr.api(api_chat, api_name="chat")
+    gr.api(cancellable(api_chat), api_name="chat")  # job.cancel() ends the answer at its next token
     gr.api(api_inspect, api_name="inspect")
     gr.api(api_differential, api_name="differential")
     gr.api(api_scan, api_name="scan")
@@ -418,6 +469,26 @@ with gr.Blocks(title="Steering with SAE features") as demo:
     gr.api(api_status, api_name="status", queue=False)
 
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
+
+
+def quiet_when_idle(queue_class) -> None:
+    """Idle is idle: Gradio's queue looks for new events every 1 ms and for progress every 10 ms even with no
+    visitor (5% of a core, nearly all of it this polling: py-spy, strace). Two seconds after its last event it
+    looks every 50 and 500 ms instead (0.2-0.6% of a core), so only the first event after a quiet spell
+    waits, at most 50 ms, to start. Set on the class (this process serves one queue)."""
+    last_busy = [float("-inf")]
+
+    def busy(queue) -> bool:
+        now = time.monotonic()
+        if len(queue) or any(job is not None for job in queue.active_jobs):
+            last_busy[0] = now
+        return now - last_busy[0] < 2.0
+
+    queue_class.sleep_when_free = property(lambda q: 0.001 if busy(q) else 0.05, lambda q, value: None)
+    queue_class.progress_update_sleep_when_free = property(lambda q: 0.01 if busy(q) else 0.5, lambda q, value: None)
+
+
+quiet_when_idle(Queue)
 
 if __name__ == "__main__":
     demo.launch(

@@ -24,6 +24,7 @@ from steering.generate.decode import Decoder, HooksRunner, Request
 from steering.generate.small_batch import speed_up_small_batches, undo_small_batches
 from steering.generate.stream import Stream
 from steering.inspection import capture, stats
+from steering.inspection.message import MessageCodes
 from steering.inspection.norms import TypicalNorms
 from steering.keys import FeatureKey
 from steering.model.chat_template import PLAIN_TURN_STOP, encode_chat, special_token_ids
@@ -269,6 +270,12 @@ class Engine:
                 plan: SteeringPlan | None = None) -> list[stats.FeatureActivation]:
         """The strongest features at the prompt's last token (unsteered unless a `plan` is given)."""
         return stats.top_features(self.encode_prompts([prompt], layer, chat, plan)[0], n)
+
+    def message_codes(self, message: str, layer: int | None = None, plan: SteeringPlan | None = None) -> MessageCodes:
+        """SAE codes at each token of the visitor's `message` (template tokens left out), unsteered unless `plan`."""
+        layer = self.inspector_layer if layer is None else layer
+        with self.hooks.steering(plan):
+            return capture.message_codes(self.model, self.tokenizer, self.sae(layer), message, layer, self.config.system_prompt)
 
     def typical_norm(self, layer: int) -> float:
         """Mean residual norm at `layer` over ordinary text, computed once (see `capture.typical_norm`)."""

@@ -35,4 +35,4 @@ class FeatureKey(NamedTuple):
             found = _PATTERN.match(text.strip())
             if found:
                 return cls(int(found.group(1)), int(found.group(2)))
-        raise ValueError(f"{text!r} is not a feature key: write L<layer>:<index>, e.g. L15:123")
+        raise ValueError(f"{text!r} is not a feature key: write L, the layer, a colon and the feature index, e.g. L15:123")

@@ -99,8 +99,8 @@ class RowSampler(LogitsProcessor):
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         out = torch.full_like(scores, float("-inf"))
         for b, row in enumerate(self.rows):
-            if row.done:
-                out[b, 0] = 0.0  # a finished row's token is replaced by padding anyway
+            if row.done or row.stop_event.is_set():
+                out[b, 0] = 0.0  # a finished (or stopped: `RowStops` drops it) row's token is replaced by padding
                 continue
             s = scores[b : b + 1]
             if row.record_logits:
@@ -114,7 +114,9 @@ class RowStops(StoppingCriteria):
     """Hands each row its new token and ends rows one by one: end of turn, length, `stop_text`, Stop.
 
     It reads the new tokens from `input_ids` rather than through `generate`'s streamer, whose
-    call order relative to the stopping criteria differs between transformers versions.
+    call order relative to the stopping criteria differs between transformers versions. A row
+    stopped during a step ends at that step's boundary without the step's token: its text ends
+    where it was when Stop came, and no further step runs for it.
     """
 
     def __init__(self, rows: Sequence[Request], eos_ids: Iterable[int], tokenizer=None, stop_text: str | None = None):
@@ -125,9 +127,13 @@ class RowStops(StoppingCriteria):
         for row, token in zip(self.rows, input_ids[:, -1].tolist()):
             if row.done:
                 continue
+            if row.stop_event.is_set():
+                del row.logits[len(row.tokens):]  # a logit recorded for the dropped token (Stop came after the sampler)
+                row.finish()
+                continue
             row.tokens.append(token)
             row.text.put(torch.tensor([token]))
-            if (token in self.eos_ids or len(row.tokens) >= row.settings.max_new_tokens or row.stop_event.is_set()
+            if (token in self.eos_ids or len(row.tokens) >= row.settings.max_new_tokens
                     or (self.stop_text and self.stop_text in self.tokenizer.decode(row.tokens[-16:]))):
                 row.finish()
         return torch.tensor([row.done for row in self.rows], dtype=torch.bool, device=input_ids.device)

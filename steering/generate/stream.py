@@ -1,8 +1,8 @@
 """The consumer's side of one or more requests: their text as it arrives, on the caller's thread.
 
 No thread of its own: the requests' batch thread puts pieces on one queue and this reads it.
-Closing the iterator (as Gradio does on Stop) or `stop()` ends every request after its current
-token and waits until each has ended, so nothing outlives the caller.
+Closing the iterator or `stop()` ends every request at its next step boundary and waits until each
+has ended, so nothing outlives the caller; a `StopScope` (`stoppable`) reaches a stream without waiting.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from steering.generate.decode import END, Request
+from steering.generate.stoppable import StopScope
 
 
 class Stream:
@@ -28,6 +29,9 @@ class Stream:
     def start(self) -> "Stream":
         if not self._started:
             self._started = True
+            scope = StopScope.current()  # started under `stoppable`: its Stop reaches these requests
+            if scope is not None:
+                scope.add(self)
             self._submit(self.requests)
         return self
 
@@ -46,11 +50,15 @@ class Stream:
         if self.error is not None:
             raise self.error
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Ask every request to end after its current token and wait until each has ended; where that
-        ended its whole batch, also until the batch's thread has exited (other rows of a batch go on)."""
+    def request_stop(self) -> None:
+        """Ask every request to end at its next step boundary, without the token of the step under way; returns at once."""
         for r in self.requests:
             r.stop_event.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """`request_stop()`, then wait until each request has ended; where that ended its whole batch, also
+        until the batch's thread has exited (other rows of a batch go on)."""
+        self.request_stop()
         if not self._started:
             return
         for r in self.requests:

@@ -10,6 +10,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from steering.inspection.message import MessageCodes, message_positions
 from steering.inspection.stats import FeatureActivation, top_features
 from steering.model.chat_template import encode_chat
 from steering.model.padding import padded
@@ -83,6 +84,19 @@ def token_activations(
     with torch.inference_mode():
         acts = sae.encode(h.to(sae.W_enc.device))[:, index].float().cpu()  # (T,)
     return [(tokenizer.decode([int(t)]), float(a)) for t, a in zip(ids, acts)]
+
+
+def message_codes(model, tokenizer, sae, message: str, layer: int | None = None, system_prompt: str | None = None) -> MessageCodes:
+    """SAE codes at each token of `message`, read from the whole chat as the model answers from it."""
+    layer = _sae_layer(sae, layer)
+    ids, keep = message_positions(tokenizer, [{"role": "user", "content": message}], system_prompt)
+    with torch.inference_mode(), capture_residual(model, layer, stop_early=True) as cap:
+        try:
+            model(input_ids=torch.tensor([ids], device=model.device), use_cache=False)
+        except StopForward:
+            pass
+        codes = sae.encode(cap[layer][0, keep].to(sae.W_enc.device)).float().cpu()  # (T_message, F)
+    return MessageCodes([tokenizer.decode([ids[i]]) for i in keep], codes)
 
 
 def _sae_layer(sae, layer: int | None) -> int:

@@ -48,8 +48,11 @@ class FeatureContexts:
         return out
 
     def info(self, index: int) -> dict:
+        """Label, fire rate, max activation, top tokens, promoted tokens; top words and `says` when the file has them."""
         f = self._check(index)
-        return {k: f[k] for k in ("label", "fire_rate", "max_activation", "top_tokens", "promotes")}
+        out = {k: f[k] for k in ("label", "fire_rate", "max_activation", "top_tokens", "promotes")}
+        out.update({k: f[k] for k in ("top_words", "says") if k in f})
+        return out
 
     def search(self, text: str, n: int = 20) -> list[int]:
         """Features whose label or top tokens contain `text` (case-insensitive)."""
@@ -83,6 +86,7 @@ class FolderFeatureInfo:
     def __init__(self, folders: dict[int, Path]):
         self.folders = folders
         self._loaded: dict[int, object] = {}
+        self._cards: dict[int, object] = {}
 
     def _layer(self, layer: int):
         if layer not in self._loaded:
@@ -99,6 +103,20 @@ class FolderFeatureInfo:
     def contexts(self, layer: int, index: int) -> list[str]:
         found = self._layer(layer)
         return [str(c) for c in found.contexts(index)] if found is not None else []
+
+    def cards(self, layer: int):
+        """The layer's `cards.FeatureCards` (contexts file read once, shared with `label`), or None."""
+        if layer not in self._cards:
+            from steering.inspection.cards import FeatureCards, load_stats
+
+            folder, found = self.folders.get(layer), self._layer(layer)
+            self._cards[layer] = None if found is None else FeatureCards(found, *load_stats(folder))
+        return self._cards[layer]
+
+    def card(self, layer: int, index: int) -> dict | None:
+        """Everything shipped about one feature (see `cards.FeatureCards.card`), or None for a layer without data."""
+        cards = self.cards(layer)
+        return cards.card(index) if cards is not None else None
 
 
 def load_feature_info(config: DemoConfig, layers: list[int] | None = None) -> FolderFeatureInfo | None:

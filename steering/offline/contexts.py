@@ -1,28 +1,29 @@
 """What each SAE feature means: its top-activating contexts and an automatic label, computed once.
 
-    python -m steering.offline.contexts saes/smollm2-135m-instruct/layer_15 [--tokens 400000]
+    python -m steering.offline.contexts saes/smollm2-135m-instruct/layer_15 [--tokens 400000] [--cache DIR ...]
 
-Scans `--tokens` positions of the SAE's training activation cache, keeps the `--top` strongest
-activations of every feature with a few tokens of context, and writes `feature_contexts.json.gz`
-next to the SAE. The app reads it with
+Scans `--tokens` positions of activation caches (default: the SAE's training cache; without one, a
+random sample of `--sample-tokens` training positions, cached under `..._train_sample`), keeps the
+`--top` strongest activations of every feature with a few tokens of context, and writes
+`feature_contexts.json.gz` next to the SAE. The app reads it with
 
     fc = load_feature_contexts("saes/smollm2-135m-instruct/layer_15")
     fc.label(123)        # "ocean / sea / waves"
     fc.contexts(123)     # [Context(before=..., token=..., after=..., activation=...), ...]
-    fc.info(123)         # fire rate, max activation, top activating tokens, tokens it promotes
+    fc.info(123)         # fire rate, max activation, top tokens and words, tokens it promotes
 
-**Labels** are automatic: the words the feature fires on most in its top `--label-pool` activations
-(weighted by activation), joined by " / ". When those are only punctuation or template tokens, the
-label falls back to the tokens the decoder direction promotes most through the unembedding
-("logit lens": `W_U (g * u_i)`, g the final norm's weight), marked with "→". Dead features are
-labelled "(dead)"."""
+**Labels** (`steering.offline.labelling.choose_label`): whole words the feature fires on in its top
+`--label-pool` activations (each token merged with its neighbours into the word it belongs to),
+weighted by activation, English words first; else the words it promotes, marked "→": the tokens
+steering with it raises most (`says`, from `feature_stats.safetensors` when present), then its
+logit-lens tokens (`promotes`: `W_U (g * u_i)`, g the final norm's weight); else the names of the
+punctuation it fires on. Dead features are labelled "(dead)"."""
 
 from __future__ import annotations
 
 import argparse
 import gzip
 import json
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -30,31 +31,8 @@ import torch
 from torch import Tensor
 
 from steering.inspection.labels import FILENAME
-
-_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
-
-
-def _word(piece: str) -> str | None:
-    m = _WORD.search(piece)
-    return m.group(0).lower() if m and len(m.group(0)) > 1 else None
-
-
-def auto_label(top_tokens: list[tuple[str, float]], promotes: list[str], n: int = 3) -> str:
-    """Up to `n` distinct words from the activating tokens (weight order); else the promoted tokens."""
-    words: list[str] = []
-    for tok, _ in top_tokens:
-        w = _word(tok)
-        if w and w not in words:
-            words.append(w)
-        if len(words) == n:
-            break
-    if words:
-        return " / ".join(words)
-    promoted = [w for w in (_word(t) for t in promotes) if w]
-    if promoted:
-        return "→ " + " / ".join(dict.fromkeys(promoted[:n]))
-    shown = [t.strip() or repr(t) for t, _ in top_tokens[:n]]
-    return " / ".join(shown) if shown else "(dead)"
+from steering.inspection.output_score import logit_lens
+from steering.offline.labelling import choose_label, load_words, whole_word
 
 
 @torch.inference_mode()
@@ -91,36 +69,69 @@ def top_activations(sae, acts: Tensor, top: int, batch_size: int = 4096, progres
     return best_v, best_r, counts
 
 
-def logit_lens(model, directions: Tensor, n: int = 5, batch: int = 2048) -> Tensor:
-    """Token ids (F, n) each unit direction promotes most through the final norm weight and unembedding."""
-    W_U = model.get_output_embeddings().weight.float()  # (V, d)
-    norm = getattr(getattr(model, "model", model), "norm", None)
-    g = norm.weight.float() if norm is not None and hasattr(norm, "weight") else torch.ones(W_U.shape[1])
-    out = []
-    for b in range(0, len(directions), batch):
-        out.append(((directions[b : b + batch].float() * g) @ W_U.T).topk(n, dim=-1).indices)
-    return torch.cat(out)
+def train_sample_cache(model_name: str, layer: int, corpus: Path, tokens: int) -> Path:
+    """A cache of `tokens` training positions in randomly drawn windows (for a folder without the full cache)."""
+    from steering.model.loading import load_model
+    from steering.offline.activations import cache_activations, default_cache_dir
+    from steering.offline.corpus import read_documents
+
+    folder = default_cache_dir(model_name, layer, corpus, "train_sample")
+    if not (folder / "meta.json").exists():
+        model, tok = load_model(model_name, device="cpu", dtype="float32")[:2]
+        cache_activations(model, tok, read_documents(Path(corpus) / "train.jsonl"), layer, folder,
+                          max_tokens=tokens, shard_tokens=16_384)
+    return folder
+
+
+def load_caches(caches: list[Path], tokens: int) -> tuple[dict[str, Tensor], list[list[int]]]:
+    """Up to `tokens` positions from the caches in order, window indices renumbered across them."""
+    from steering.offline.activations import load_cache, load_windows
+
+    parts, wins = [], []
+    for c in caches:
+        left = tokens - sum(len(p["acts"]) for p in parts)
+        if left <= 0:
+            break
+        d = load_cache(c, max_tokens=left)
+        d["window"] = d["window"].long() + len(wins)
+        wins += load_windows(c)
+        parts.append(d)
+    return {k: torch.cat([p[k] for p in parts]) for k in ("acts", "window", "pos")}, wins
+
+
+def _says(folder: Path) -> Tensor | None:
+    path = folder / "feature_stats.safetensors"
+    if not path.exists():
+        return None
+    from safetensors.torch import load_file
+
+    return load_file(str(path)).get("raised")
 
 
 def build(folder: Path, tokens: int = 400_000, top: int = 6, label_pool: int = 48, left: int = 10, right: int = 3,
-          corpus: Path | None = None, progress: bool = True, cache: Path | None = None) -> dict:
+          corpus: Path | None = None, progress: bool = True, cache: Path | list[Path] | None = None,
+          sample_tokens: int = 270_000, words_path: Path | None = None) -> dict:
     from steering.model.embedded import cache_root
     from steering.model.loading import load_model
-    from steering.offline.activations import default_cache_dir, load_cache, load_windows
+    from steering.offline.activations import default_cache_dir
     from steering.sae import load_sae
 
     folder = Path(folder)
     cfg = json.loads((folder / "cfg.json").read_text())
     layer, model_name = int(cfg["hook_layer"]), cfg["model_name"]
     sae = load_sae(folder)
-    cache = cache or default_cache_dir(model_name, layer, corpus or cache_root() / "corpus", "train")
-    data = load_cache(cache, max_tokens=tokens)
-    wins = load_windows(cache)
+    corpus = corpus or cache_root() / "corpus"
+    caches = [cache] if isinstance(cache, (str, Path)) else list(cache or [])
+    if not caches:
+        train = default_cache_dir(model_name, layer, corpus, "train")
+        caches = [train if train.exists() else train_sample_cache(model_name, layer, corpus, sample_tokens)]
+    data, wins = load_caches([Path(c) for c in caches], tokens)
+    words = load_words(words_path) if words_path else load_words()
     pool = max(top, label_pool)
     values, rows, counts = top_activations(sae, data["acts"], pool, progress=progress)
-    model, tok = load_model(model_name, device="cpu", dtype="float32")
-    W_dec = sae.W_dec.float()
-    promoted = logit_lens(model, W_dec / W_dec.norm(dim=1, keepdim=True))
+    model, tok = load_model(model_name, device="cpu", dtype="float32")[:2]
+    promoted = logit_lens(model, sae.W_dec.float(), 30)
+    says = _says(folder)
     vocab: dict[int, str] = {}
 
     def piece(i: int) -> str:
@@ -134,10 +145,15 @@ def build(folder: Path, tokens: int = 400_000, top: int = 6, label_pool: int = 4
     for f in range(sae.d_sae):
         v, r = values[f], rows[f]
         ok = r >= 0
-        weights: Counter = Counter()
+        tokens_w: Counter = Counter()
+        words_w: Counter = Counter()
         for val, row in zip(v[ok].tolist(), r[ok].tolist()):
-            weights[piece(wins[int(window[row])][int(pos[row])])] += val
-        top_tokens = [(t, round(w, 2)) for t, w in weights.most_common(8)]
+            w, p = wins[int(window[row])], int(pos[row])
+            tokens_w[piece(w[p])] += val
+            lo = max(0, p - 4)
+            words_w[whole_word([piece(i) for i in w[lo : p + 5]], p - lo)] += val
+        top_tokens = [(t, round(x, 2)) for t, x in tokens_w.most_common(8)]
+        top_words = [(t.strip(), round(x, 2)) for t, x in words_w.most_common(8)]
         contexts, seen = [], set()
         for val, row in zip(v[ok].tolist(), r[ok].tolist()):  # strongest first; identical snippets once
             if len(contexts) == top:
@@ -152,13 +168,49 @@ def build(folder: Path, tokens: int = 400_000, top: int = 6, label_pool: int = 4
                 piece(i)
             contexts.append([round(val, 2), ids, p - lo])
         promotes = [piece(int(i)) for i in promoted[f]]
-        features.append({"label": auto_label(top_tokens, promotes) if ok.any() else "(dead)",
-                         "fire_rate": float(counts[f]) / n_tok, "max_activation": round(float(v[0].clamp_min(0)), 2),
-                         "top_tokens": top_tokens, "promotes": promotes, "contexts": contexts})
-    out = {"version": 1, "model": model_name, "layer": layer, "d_sae": sae.d_sae, "tokens_scanned": n_tok,
-           "top": top, "label_pool": pool, "context": [left, right], "dead_fraction": float((counts == 0).float().mean()),
+        said = [piece(int(i)) for i in says[f]] if says is not None else []
+        label = choose_label(top_words, said + promotes[:8], words, top_tokens) if ok.any() else "(dead)"
+        entry = {"label": label, "fire_rate": float(counts[f]) / n_tok, "max_activation": round(float(v[0].clamp_min(0)), 2),
+                 "top_tokens": top_tokens, "top_words": top_words, "promotes": promotes[:8], "contexts": contexts}
+        if said:
+            entry["says"] = said
+        features.append(entry)
+    out = {"version": 2, "model": model_name, "layer": layer, "d_sae": sae.d_sae, "tokens_scanned": n_tok,
+           "caches": [Path(c).name for c in caches], "top": top, "label_pool": pool, "context": [left, right],
+           "dead_fraction": float((counts == 0).float().mean()),
            "vocab": {str(k): v for k, v in sorted(vocab.items())}, "features": features}
     with gzip.open(folder / FILENAME, "wt", encoding="utf-8", compresslevel=9) as fh:
+        json.dump(out, fh, separators=(",", ":"), ensure_ascii=False)
+    return out
+
+
+def relabel(folder: Path, words_path: Path | None = None) -> dict:
+    """Recompute the labels of a written contexts file from its own fields and the folder's current
+    `feature_stats.safetensors` (its `says`), without scanning activations again."""
+    folder = Path(folder)
+    path = folder / FILENAME
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        out = json.load(fh)
+    words = load_words(words_path) if words_path else load_words()
+    says = _says(folder)
+    vocab = {int(k): v for k, v in out["vocab"].items()}
+    if says is not None:
+        from transformers import AutoTokenizer
+
+        from steering.model.loading import resolve_model_path
+
+        tok = AutoTokenizer.from_pretrained(resolve_model_path(out["model"]))
+        for i in says.unique().tolist():
+            vocab.setdefault(int(i), tok.decode([int(i)]))
+    for f, entry in enumerate(out["features"]):
+        if says is not None:
+            entry["says"] = [vocab[int(i)] for i in says[f]]
+        if entry["label"] != "(dead)":
+            entry["label"] = choose_label([tuple(x) for x in entry.get("top_words", [])],
+                                          entry.get("says", []) + entry["promotes"][:8], words,
+                                          [tuple(x) for x in entry["top_tokens"]])
+    out["vocab"] = {str(k): v for k, v in sorted(vocab.items())}
+    with gzip.open(path, "wt", encoding="utf-8", compresslevel=9) as fh:
         json.dump(out, fh, separators=(",", ":"), ensure_ascii=False)
     return out
 
@@ -170,8 +222,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--top", type=int, default=6, help="contexts kept per feature")
     p.add_argument("--label-pool", type=int, default=48, help="top activations used for the label")
     p.add_argument("--corpus", type=Path, default=None)
+    p.add_argument("--cache", type=Path, action="append", default=None,
+                   help="activation cache(s) to scan, in order (default: the training cache, else a sample of it)")
+    p.add_argument("--sample-tokens", type=int, default=270_000, help="size of the training sample, when one is made")
+    p.add_argument("--words", type=Path, default=None, help="English word list (default /usr/share/dict/words)")
+    p.add_argument("--relabel", action="store_true", help="only recompute the labels of the written file")
     args = p.parse_args(argv)
-    out = build(args.folder, args.tokens, args.top, args.label_pool, corpus=args.corpus)
+    if args.relabel:
+        out = relabel(args.folder, args.words)
+        print(f"relabelled {len(out['features'])} features in {args.folder / FILENAME}")
+        return
+    out = build(args.folder, args.tokens, args.top, args.label_pool, corpus=args.corpus, cache=args.cache,
+                sample_tokens=args.sample_tokens, words_path=args.words)
     size = (args.folder / FILENAME).stat().st_size
     print(f"wrote {args.folder / FILENAME} ({size / 1e6:.1f} MB): {out['d_sae']} features over "
           f"{out['tokens_scanned']:,} tokens, dead fraction {out['dead_fraction']:.3%}")

@@ -1,7 +1,7 @@
 """What the web app does, as plain Python: validated chat, inspection and feature search.
 
 `app.py` only maps these calls to Gradio components. Every input from a visitor is checked
-here, once, where it enters (`validated`, `setup_from_controls`, `setup_from_api`); problems
+once, where it enters (each argument by `inputs`, the setup by `validated`); problems
 surface as `UserError` with a message to show as it is. A visitor's setup (`SteeringSetup`)
 travels with each call, so visitors never share steering, and nothing here changes the shared
 engine's feature list. Display-ready views (sliders, tables, the token view) are in `views`.
@@ -11,29 +11,27 @@ from __future__ import annotations
 
 import queue
 from dataclasses import dataclass, replace
-from typing import Iterator, Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import torch
 
-from steering.config import MODES, FeatureSpec
+from steering.config import FeatureSpec
 from steering.engine import Engine
-from steering.inspection.concepts import concept_prompt_sets
-from steering.inspection.stats import fire_rate
 from steering.keys import FeatureKey
 from steering.sae import SAEFormatError
+from steering.service import inputs
 from steering.service.errors import log, visitor_message
+from steering.service.inspector import Inspection
 from steering.service.limits import (
     Limits,
     UserError,
     cap_generation,
     check_message,
     clamp_strength,
-    clean_text,
     fit_history,
-    prompt_lines,
 )
 from steering.service.messages import generation_settings, plain_history
-from steering.service.setup import SteeringSetup
+from steering.service.setup import SteeringSetup, from_api
 from steering.steer.plan import SteeringPlan
 from steering.steer.vectors import VectorsError
 
@@ -53,9 +51,14 @@ class ChatUpdate:
     notices: tuple[str, ...]
 
 
-class DemoService:
-    def __init__(self, engine: Engine, limits: Limits = Limits(), info: FeatureInfo | None = None):
+class DemoService(Inspection):
+    """`measure_norms(layers) -> {layer: norm}` runs the model forward that typical norms need; the app passes
+    one wrapped in `spaces.GPU`, so that on ZeroGPU no event outside a GPU call touches the model."""
+
+    def __init__(self, engine: Engine, limits: Limits = Limits(), info: FeatureInfo | None = None,
+                 measure_norms: Callable[[tuple[int, ...]], dict[int, float]] | None = None):
         self.engine, self.limits, self.info = engine, limits, info
+        self.measure_norms = measure_norms or engine.norms.measure
         width = getattr(engine.model.config, "hidden_size", None)
         wrong = [v for v in engine.vectors.vectors.values() if width is not None and v.direction.shape[-1] != width]
         if wrong:  # refuse at start, not with a shape error on a visitor's first message
@@ -79,7 +82,7 @@ class DemoService:
     @property
     def d_sae(self) -> int | None:
         """The inspector layer's SAE width, when an SAE is configured (it is loaded on first use)."""
-        return None if self.engine.config.sae is None else self.engine.sae().d_sae
+        return None if self.engine.config.sae is None else self.engine.sae_width()
 
     def label(self, layer: int, index: int) -> str:
         found = self.info.label(layer, index) if self.info is not None else None
@@ -98,8 +101,21 @@ class DemoService:
         """The feature's own range, else plus or minus the layer's typical residual norm."""
         if f.range is not None:
             return f.range
-        norm = float(round(self.engine.typical_norm(f.layer)))
+        norm = float(round(self.norms([f])[f.layer]))
         return (-norm, norm)
+
+    def norms(self, features: Sequence[FeatureSpec]) -> dict[int, float]:
+        """The typical norm of each feature's layer. A missing one is measured in one `measure_norms` call
+        together with every layer a slider can have (the configured ones and the inspector's)."""
+        layers = tuple(dict.fromkeys(f.layer for f in features))
+        known = self.engine.norms.known
+        if any(layer not in known for layer in layers):
+            wanted = [*layers, *(f.layer for f in self.engine.features)]
+            if self.engine.config.sae is not None:
+                wanted.append(self.engine.inspector_layer)
+            self.engine.norms.remember(self.measure_norms(tuple(x for x in dict.fromkeys(wanted) if x not in known)))
+            known = self.engine.norms.known
+        return {layer: known[layer] for layer in layers}
 
     def feature_index(self, index) -> int:
         """A feature index of the inspector's SAE, from a whole number (or a float that is one)."""
@@ -146,23 +162,9 @@ class DemoService:
 
     def setup_from_api(self, strengths, mode, add_features, max_new_tokens, temperature, top_p, repetition_penalty,
                        seed) -> SteeringSetup:
-        """The setup of a named-API call: unset arguments keep the defaults."""
-        try:
-            custom = tuple(FeatureKey.parse(k) for k in (add_features or []))
-            given = {FeatureKey.parse(k): v for k, v in dict(strengths or {}).items()}
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-        if mode not in (*MODES, "own"):
-            raise UserError(f"mode must be one of {', '.join(MODES)}, own; got {mode!r}")
-        d = self.defaults()
-        g = d.generation
-        generation = generation_settings(
-            g.max_new_tokens if max_new_tokens is None else max_new_tokens, g.temperature if temperature is None else temperature,
-            g.top_p if top_p is None else top_p, g.repetition_penalty if repetition_penalty is None else repetition_penalty,
-            (-1 if g.seed is None else g.seed) if seed is None else seed,
-        )
-        return replace(d, strengths=dict(d.strengths) | given, mode=None if mode == "own" else mode, custom=custom,
-                       generation=generation)
+        """The setup of a named-API call (`setup.from_api`): unset arguments keep the defaults."""
+        return from_api(self.defaults(), lambda added: [*dict.fromkeys([*(f.key for f in self.engine.features), *added])],
+                        strengths, mode, add_features, (max_new_tokens, temperature, top_p, repetition_penalty, seed))
 
     def add_feature(self, setup: SteeringSetup, index, max_features: int) -> tuple[SteeringSetup, str]:
         """`setup` with a slider for feature `index` of the inspector layer, and what to tell the visitor."""
@@ -199,10 +201,10 @@ class DemoService:
 
     def chat(self, message: str, history: Sequence[dict] | None, setup: SteeringSetup) -> Iterator[ChatUpdate]:
         """Stream the steered answer (and, with `setup.compare`, the unsteered one beside it, in the same batch)."""
-        text = check_message(message, self.limits)
+        text, turns = check_message(inputs.text(message, "message"), self.limits), plain_history(history)
         setup, notices = self.validated(setup)
         budget = min(self.limits.max_prompt_tokens, self._context() - setup.generation.max_new_tokens)
-        messages, dropped = fit_history(plain_history(history) + [{"role": "user", "content": text}], self._count, budget)
+        messages, dropped = fit_history(turns + [{"role": "user", "content": text}], self._count, budget)
         notices = tuple(notices + dropped)
         events: queue.SimpleQueue = queue.SimpleQueue()
         requests = [self.engine.request(messages, self.plan(setup), setup.generation, events=events, tag=0)]
@@ -226,62 +228,6 @@ class DemoService:
     def _context(self) -> int:
         return int(getattr(self.engine.model.config, "max_position_embeddings", 4096) or 4096)
 
-    # ---- inspection (read-only) -------------------------------------------------------------
-
-    def check_inspectable(self) -> None:
-        if self.engine.config.sae is None:
-            raise UserError("This demo has no SAE configured, so the inspector is off: add an `sae:` section to demo.yaml.")
-
-    def inspect(self, prompt: str, setup: SteeringSetup | None = None, steered: bool = False, n: int = 10) -> list[dict]:
-        """Top features at the prompt's last token: unsteered, or under `setup`'s steering."""
-        self.check_inspectable()
-        text = check_message(prompt, self.limits)
-        plan = self.plan(self.validated(setup)[0]) if steered and setup is not None else None
-        layer = self.engine.inspector_layer
-        rows = self.engine.inspect(text, n=max(1, min(int(n), 50)), plan=plan)
-        return [{"index": r.index, "label": self.label(layer, r.index), "activation": round(r.value, 4)} for r in rows]
-
-    def token_activations(self, prompt: str, index: int) -> list[tuple[str, float]]:
-        self.check_inspectable()
-        return self.engine.token_activations(check_message(prompt, self.limits), self.feature_index(index))
-
-    def differential(self, positive: str, negative: str, n: int = 20) -> list[dict]:
-        self.check_inspectable()
-        pos = prompt_lines(positive, self.limits, "positive")
-        neg = prompt_lines(negative, self.limits, "negative")
-        return self._rows(self.engine.differential(pos, neg, n=max(1, min(int(n), 100))))
-
-    def scan(self, prompts: str, index: int) -> tuple[list[dict], float]:
-        """A feature's activation on each prompt, and its fire rate over them."""
-        self.check_inspectable()
-        lines = prompt_lines(prompts, self.limits, "scan")
-        index = self.feature_index(index)
-        codes = self.engine.encode_prompts(lines)
-        rows = [{"prompt": p, "activation": round(float(v), 4)} for p, v in zip(lines, codes[:, index])]
-        return rows, fire_rate(codes, index)
-
-    def concept_search(self, concept: str, n: int = 10) -> list[dict]:
-        """Features that fire more on prompts about `concept` than on matched neutral prompts."""
-        self.check_inspectable()
-        text = clean_text(concept).strip()
-        if not text or len(text) > 100:
-            raise UserError("Write a word or a short phrase (up to 100 characters) to search for, e.g. 'the ocean'.")
-        pos, neg = concept_prompt_sets(text)
-        return self._rows(self.engine.differential(pos, neg, n=max(1, min(int(n), 50)), chat=False))
-
-    def contexts(self, index: int) -> list[str]:
-        self.check_inspectable()
-        index = self.feature_index(index)
-        return self.info.contexts(self.engine.inspector_layer, index) if self.info is not None else []
-
     def status(self) -> dict:
         """Generations in flight and the model served (counts only, nothing about visitors)."""
         return {"active_generations": self.engine.active_requests, "model": self.engine.config.model}
-
-    def _rows(self, rows) -> list[dict]:
-        layer = self.engine.inspector_layer
-        return [
-            {"index": r.index, "label": self.label(layer, r.index), "score": round(r.score, 4), "mean_pos": round(r.mean_pos, 4),
-             "mean_neg": round(r.mean_neg, 4), "fire_pos": round(r.fire_pos, 3), "fire_neg": round(r.fire_neg, 3)}
-            for r in rows
-        ]

@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from itertools import accumulate
-from typing import Callable, Sequence
 
 from steering.config import GenerationSettings
 

@@ -2,41 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
 from steering.config import GenerationSettings
-from steering.service.limits import UserError, clean_text
+from steering.service import inputs
+from steering.service.limits import clean_text
+
+SEED_MAX = 2**63 - 1
+"""Largest seed torch takes; a negative seed means a random one."""
 
 
-def message_text(content) -> str:
-    """Text of a chat message's content: a string, or Gradio 6's list of parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return str(content.get("text", "")) if content.get("type", "text") == "text" else ""
-    if isinstance(content, (list, tuple)):
-        return "".join(message_text(part) for part in content)
-    return ""
-
-
-def plain_history(history: Sequence[dict] | None) -> list[dict]:
-    """Gradio chat history as `{"role", "content": str}` turns, user and assistant only."""
-    turns = []
-    for m in history or []:
-        if isinstance(m, dict) and m.get("role") in ("user", "assistant"):
-            text = clean_text(message_text(m.get("content")))
-            if text.strip():
-                turns.append({"role": m["role"], "content": text})
-    return turns
+def plain_history(history) -> list[dict]:
+    """Chat history (validated by `inputs.history`) as cleaned `{"role", "content": str}` turns; blank turns
+    (an answer stopped before its first token) are left out."""
+    turns = [{"role": t["role"], "content": clean_text(t["content"])} for t in inputs.history(history)]
+    return [t for t in turns if t["content"].strip()]
 
 
 def generation_settings(max_new_tokens, temperature, top_p, repetition_penalty, seed) -> GenerationSettings:
-    """Generation settings from loose values (sliders, API numbers); a seed below 0 means random."""
-    try:
-        return GenerationSettings(
-            max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p),
-            repetition_penalty=float(repetition_penalty),
-            seed=None if seed in (None, "") or int(seed) < 0 else int(seed),
-        )
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"Generation settings: {str(exc).splitlines()[-1]}") from None
+    """Generation settings from sliders or API numbers, each checked by name; a seed that is None or below 0
+    means random."""
+    seed = None if seed is None else inputs.whole_number(seed, "seed", hi=SEED_MAX, what="a whole number (-1 for a random seed)")
+    return GenerationSettings(
+        max_new_tokens=inputs.whole_number(max_new_tokens, "max_new_tokens", lo=1),
+        temperature=inputs.number(temperature, "temperature", lo=0),
+        top_p=inputs.number(top_p, "top_p", lo=0, hi=1, above=True),
+        repetition_penalty=inputs.number(repetition_penalty, "repetition_penalty", lo=0, above=True),
+        seed=None if seed is None or seed < 0 else seed,
+    )

@@ -1,4 +1,4 @@
-"""A visitor's steering setup, and the share link that reproduces it.
+"""A visitor's steering setup, from a named-API call (`from_api`) or a share link, and the link that reproduces it.
 
 Link format (URL query parameters, each optional, each checked on its own):
     s=L15:123=40,L15:7=off   strengths by feature key ("off" switches a feature off)
@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Mapping
 from urllib.parse import urlencode
 
 from steering.config import MODES, ConfigError, GenerationSettings
 from steering.keys import FeatureKey
+from steering.service import inputs
+from steering.service.messages import generation_settings
 
 MAX_QUERY_CHARS = 2048
 
@@ -43,6 +45,24 @@ class SteeringSetup:
 def parse_key(text: str) -> FeatureKey:
     """`L15:123` -> FeatureKey(15, 123) (`FeatureKey.parse`, kept under the share link's name)."""
     return FeatureKey.parse(text)
+
+
+def from_api(defaults: SteeringSetup, known: Callable[[tuple[FeatureKey, ...]], Sequence[FeatureKey]], strengths, mode,
+             add_features, generation: Sequence) -> SteeringSetup:
+    """The setup a named-API call describes, each argument checked by name; None keeps the default.
+
+    `known(added)` lists the features a strength may name (the configured ones and `added`): a strength for
+    any other is refused, since it would steer nothing while the caller believes it did.
+    """
+    custom = inputs.feature_keys(add_features, "add_features")
+    given = inputs.strengths(strengths)
+    inputs.known_keys(list(given), list(known(custom)), "strengths", "add a feature with add_features first")
+    mode = inputs.choice("own" if mode is None else mode, "mode", (*MODES, "own"))
+    g = defaults.generation
+    own = (g.max_new_tokens, g.temperature, g.top_p, g.repetition_penalty, -1 if g.seed is None else g.seed)
+    settings = generation_settings(*(mine if value is None else value for value, mine in zip(generation, own, strict=True)))
+    return replace(defaults, strengths=dict(defaults.strengths) | given, mode=None if mode == "own" else mode, custom=custom,
+                   generation=settings)
 
 
 def to_query(setup: SteeringSetup, defaults: SteeringSetup) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from steering.keys import FeatureKey
+from steering.inspection.message import top_per_token
 from steering.service.demo import DemoService
+from steering.service.inspector import DEFAULT_MAX_DENSITY
 from steering.service.setup import SteeringSetup
 
 
@@ -35,44 +37,53 @@ def sliders(service: DemoService, setup: SteeringSetup) -> list[Slider]:
     engine = service.engine
     configured = {f.key for f in engine.features}
     out = []
-    for f in service.features_for(setup):
+    features = service.features_for(setup)
+    norms = service.norms(features)
+    for f in features:
         lo, hi = service.slider_range(f)
         value = setup.strengths.get(f.key, f.strength if f.enabled else None)
         out.append(Slider(
             f.key, f.display_name, f.layer, f.index, lo, hi, f.strength if value is None else value, value is not None,
-            setup.mode or engine.config.feature_mode(f), engine.typical_norm(f.layer), f.key not in configured,
+            setup.mode or engine.config.feature_mode(f), norms[f.layer], f.key not in configured,
         ))
     return out
 
 
 @dataclass(frozen=True)
 class InspectorPanel:
-    """The chat tab's inspector after a message: top features, and the top one on every prompt token."""
+    """The chat tab's inspector after a message: its top features, and what fires on each of its tokens."""
 
-    table: list[list]  # [index, label, activation]
+    table: list[list]  # [index, label, activation, token where it peaks]
     bars: dict[str, list]  # {"feature": [...], "activation": [...]}
-    tokens: list[tuple[str, float | None]]  # (token text, activation scaled to [-1, 1], None where not shown)
+    tokens: list[tuple[str, float | None]]  # (token text, the top feature's activation scaled to [0, 1], None at 0)
+    per_token: list[list[list]]  # for each token: [[index, label, activation], ...], its strongest features
     note: str
     top_index: int | None
 
 
-def inspector_panel(service: DemoService, message: str, setup: SteeringSetup, steered: bool) -> InspectorPanel:
-    """The panel for `message`: position 0 and chat-control tokens are left out of the token view (outliers)."""
-    rows = service.inspect(message, setup, steered=steered, n=10)
+def inspector_panel(service: DemoService, message: str, setup: SteeringSetup, steered: bool, view: str = "message",
+                    max_density: float | None = DEFAULT_MAX_DENSITY) -> InspectorPanel:
+    """The panel for `message`: only the visitor's own tokens (no template or special tokens), dense features
+    left out; `view` ranks over the whole message or at its last token (see `DemoService.inspect`)."""
+    msg = service.message_codes(message, setup, steered, max_density)
+    rows = service.ranked(msg, view, 10)
+    layer = service.engine.inspector_layer
+    per_token = [[[a.index, service.label(layer, a.index), round(a.value, 3)] for a in tops] for tops in top_per_token(msg, 5)]
+    dense = "" if max_density is None else f", features on more than {max_density:.1%} of tokens left out"
+    where = "over the words of your message" if view == "message" else "at the last token of your message"
     if not rows:
-        return InspectorPanel([], {"feature": [], "activation": []}, [], "No feature fired on the last token.", None)
+        return InspectorPanel([], {"feature": [], "activation": []}, [(t, None) for t in msg.tokens], per_token,
+                              f"No feature fired {where}{dense}.", None)
     top = rows[0]
-    engine = service.engine
-    special = {engine.tokenizer.decode([i]) for i in engine.special_ids}
-    shown = [(t, 0.0 if i == 0 or t in special else v) for i, (t, v) in enumerate(service.token_activations(message, top["index"]))]
-    peak = max((abs(v) for _, v in shown), default=0.0) or 1.0
-    note = (f"Layer {engine.inspector_layer}, last prompt token, {'under your steering' if steered else 'unsteered'}. "
-            f"Highlighted: feature {top['index']} ({top['label']}) on each token of the prompt "
-            "(special tokens and the first position left out).")
+    values = msg.codes[:, top["index"]].tolist()
+    peak = max(values, default=0.0) or 1.0
+    note = (f"Layer {layer}, {'under your steering' if steered else 'unsteered'}: the strongest features {where}{dense}. "
+            f"Highlighted: feature {top['index']} ({top['label']}) on each token; click a token for its own top features.")
     return InspectorPanel(
-        table=[[r["index"], r["label"], r["activation"]] for r in rows],
+        table=[[r["index"], r["label"], r["activation"], r["token"]] for r in rows],
         bars={"feature": [str(r["index"]) for r in rows], "activation": [r["activation"] for r in rows]},
-        tokens=[(t, round(v / peak, 3) if v else None) for t, v in shown],
+        tokens=[(t, round(v / peak, 3) if v > 0 else None) for t, v in zip(msg.tokens, values)],
+        per_token=per_token,
         note=note,
         top_index=top["index"],
     )

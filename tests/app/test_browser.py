@@ -59,7 +59,7 @@ def test_share_link_sets_the_controls_and_a_chat_streams(page, app_server):
     plain = page.locator("#plain-chat")
     expect(plain).to_contain_text("Tell me about the sea.")
     assert (plain.bounding_box() or {}).get("height", 0) > 100  # the unsteered answer is shown beside the steered one
-    expect(page.locator("#panel-note")).to_contain_text("Layer 15, last prompt token", timeout=90000)
+    expect(page.locator("#panel-note")).to_contain_text("Layer 15, unsteered: the strongest features over the words of your message", timeout=90000)
     expect(page.locator("#top-features")).to_contain_text("@ layer 15")  # feature rows with their labels
 
     page.click("#share")

@@ -8,6 +8,7 @@ Load, isolation under 8 concurrent sessions and 100 random Stops are measured by
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from dataclasses import replace
@@ -17,6 +18,7 @@ import torch
 
 from steering.config import GenerationSettings, load_config
 from steering.engine import Engine
+from steering.generate.stoppable import cancellable
 from steering.model.layers import decoder_layers
 from steering.service.demo import DemoService
 from steering.service.limits import Limits, UserError
@@ -71,6 +73,48 @@ def test_stop_before_the_first_token_ends_the_generation_at_once(service):
     assert first.steered == ""
     chat.close()  # what Gradio does on Stop: the generator is closed at its first (empty) update
     assert not _generating_threads() and service.engine.active_requests == 0
+
+
+def test_a_cancel_mid_answer_ends_it_at_that_steps_boundary_with_no_token_after(service, monkeypatch):
+    """Stop as app.py wires it (`cancellable` over `DemoService.chat`, cancelled as Gradio's /cancel does): a
+    cancel landing while the 6th forward pass runs drops that step's token and runs no step after, and
+    the cancel completes only once the generation has ended. Counted in steps and states, not seconds."""
+    engine, rows, forwards, reached = service.engine, [], [], []
+    submit = engine.batcher.submit
+    monkeypatch.setattr(engine.batcher, "submit", lambda group: (rows.extend(group), submit(group))[1])
+    setup = replace(service.defaults(), strengths={"L15:3": 40.0},
+                    generation=GenerationSettings(max_new_tokens=64, temperature=0.0))
+    cancel_in = 6
+
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        async def consume():
+            async for _ in cancellable(service.chat)(ASK, [], setup):
+                pass
+
+        task = asyncio.create_task(consume())
+
+        def forward(module, args):
+            forwards.append(len(rows[0].tokens))
+            if len(forwards) == cancel_in:
+                loop.call_soon_threadsafe(task.cancel)  # Stop, while this step runs
+                reached.append(rows[0].stop_event.wait(30))
+
+        handle = decoder_layers(engine.model)[0].register_forward_pre_hook(forward)
+        try:
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            handle.remove()
+        return engine.active_requests, _generating_threads()
+
+    active, threads = asyncio.run(main())
+    (row,) = rows
+    assert reached == [True]  # the cancel reached the decoder during the step it landed in
+    assert forwards == list(range(cancel_in))  # ...and no forward pass ran after that one
+    assert len(row.tokens) == cancel_in - 1 and row.finished.is_set() and row.error is None
+    assert active == 0 and not threads  # the cancel completed after the generation had ended
 
 
 def test_sae_narrower_than_the_model_is_refused_at_start_with_the_fix(smollm2, tmp_path):

@@ -81,10 +81,13 @@ def test_long_history_is_trimmed_with_a_notice(service):
 
 
 def test_inspector_calls_match_the_library(service):
-    rows = service.inspect("The ocean is deep and blue.", n=5)
-    lib = service.steerer.inspect("The ocean is deep and blue.", n=5)
-    assert [r["index"] for r in rows] == [r.index for r in lib]
-    assert rows[0]["activation"] == pytest.approx(lib[0].value, abs=1e-3)
+    rows = service.inspect("The ocean is deep and blue.", n=5, view="last")
+    codes = service.steerer.message_codes("The ocean is deep and blue.").codes  # (T, F), the message's own tokens
+    lib = codes[-1].topk(5)
+    assert [r["index"] for r in rows] == lib.indices.tolist() and {r["token"] for r in rows} == {"."}
+    assert rows[0]["activation"] == pytest.approx(float(lib.values[0]), abs=1e-3)
+    whole = service.inspect("The ocean is deep and blue.", n=5)
+    assert whole[0]["activation"] == pytest.approx(float(codes[[1, 3, 5]].max()), abs=1e-3), "ocean, deep, blue"
     steered = service.inspect("The ocean is deep and blue.", replace(service.defaults(), strengths={"L15:3": 150.0}), steered=True, n=5)
     assert steered != rows
     scan, rate = service.scan("sea\nwaves\ntaxes", rows[0]["index"])
@@ -94,7 +97,7 @@ def test_inspector_calls_match_the_library(service):
     with pytest.raises(UserError, match="Feature 300 is outside the SAE"):
         service.scan("sea", 300)
     with pytest.raises(UserError, match="whole number"):
-        service.token_activations("sea", 2.5)
+        service.contexts(2.5)
 
 
 def test_inspector_without_an_sae_says_how_to_enable_it(smollm2, tmp_path):
@@ -122,11 +125,13 @@ def test_the_inspector_panel_is_display_ready(service):
 
     panel = inspector_panel(service, "Tell me about the sea.", service.defaults(), steered=False)
     rows = service.inspect("Tell me about the sea.", n=10)
-    assert panel.table == [[r["index"], r["label"], r["activation"]] for r in rows]
+    assert panel.table == [[r["index"], r["label"], r["activation"], r["token"]] for r in rows]
     assert panel.bars["feature"] == [str(r["index"]) for r in rows] and panel.top_index == rows[0]["index"]
-    tokens = service.token_activations("Tell me about the sea.", rows[0]["index"])
-    assert [t for t, _ in panel.tokens] == [t for t, _ in tokens]
-    assert panel.tokens[0][1] is None  # position 0 is left out
+    assert [t for t, _ in panel.tokens] == ["Tell", " me", " about", " the", " sea", "."], "the message alone"
     shown = [v for _, v in panel.tokens if v is not None]
-    assert shown and max(abs(v) for v in shown) == 1.0  # scaled to the strongest shown token
-    assert "Layer 15, last prompt token, unsteered" in panel.note
+    assert shown and max(shown) == 1.0  # scaled to the strongest token
+    codes = service.steerer.message_codes("Tell me about the sea.").codes
+    assert [row[0][0] for row in panel.per_token] == codes.argmax(dim=1).tolist()
+    assert "Layer 15, unsteered: the strongest features over the words of your message" in panel.note
+    last = inspector_panel(service, "Tell me about the sea.", service.defaults(), steered=False, view="last")
+    assert {row[3] for row in last.table} == {"."} and "at the last token of your message" in last.note

@@ -46,4 +46,4 @@ def test_round_trip(key):
 def test_bad_input_names_the_value(bad):
     with pytest.raises(ValueError) as info:
         FeatureKey.parse(bad)
-    assert str(info.value) == f"{bad!r} is not a feature key: write L<layer>:<index>, e.g. L15:123"
+    assert str(info.value) == f"{bad!r} is not a feature key: write L, the layer, a colon and the feature index, e.g. L15:123"

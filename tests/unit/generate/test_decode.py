@@ -115,3 +115,32 @@ def test_run_uses_the_calling_thread(tiny_llama):
     decoder.runner.generate = lambda rows, offsets, **kw: seen.append(threading.current_thread())
     decoder.run([_request([1, 5], GenerationSettings(max_new_tokens=1))])
     assert seen == [threading.current_thread()]
+
+
+def test_stop_during_a_step_drops_that_steps_token_and_runs_no_step_after(tiny_llama):
+    """Stop lands while the 4th forward pass runs: the row ends at that step's boundary with 3 tokens."""
+    decoder = _decoder(tiny_llama)
+    settings = GenerationSettings(max_new_tokens=12, temperature=0.0)
+    alone = _request([1, 5, 6], settings)
+    decoder.run([alone])
+    assert len(alone.tokens) > 4  # without Stop the answer goes on
+
+    events = queue.SimpleQueue()
+    row = _request([1, 5, 6], settings, events=events)
+    row.record_logits = True
+    forwards = []
+
+    def forward(module, args):
+        forwards.append(len(row.tokens))
+        if len(forwards) == 4:
+            row.stop_event.set()
+
+    handle = tiny_llama.model.layers[0].register_forward_pre_hook(forward)
+    try:
+        decoder.run([row])
+    finally:
+        handle.remove()
+    assert forwards == [0, 1, 2, 3]  # no forward pass after the one Stop came in
+    assert row.tokens == alone.tokens[:3] and len(row.logits) == 3 and row.finished.is_set()
+    assert TOK.decode(alone.tokens[:3], skip_special_tokens=True).strip() == \
+        "".join(p for _, p in _drain(events) if p is not END).strip()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from steering.offline.contexts import auto_label, top_activations
+from steering.offline.contexts import load_caches, top_activations
 from tests.helpers import ROOT, random_sae
 
 SHIPPED = ROOT / "saes" / "smollm2-135m-instruct" / "layer_15"
@@ -25,7 +25,19 @@ def test_streaming_top_activations_match_brute_force(rule):
         assert (rows[f, n:] == -1).all()
 
 
-def test_auto_label_prefers_words_then_promoted_tokens():
-    assert auto_label([(" Ocean", 9.0), (" sea", 5.0), (" ocean", 4.0), (",", 3.0), (" waves", 2.0)], []) == "ocean / sea / waves"
-    assert auto_label([(",", 3.0), (".", 1.0)], [" dog", " puppy", "!"]) == "→ dog / puppy"
-    assert auto_label([], []) == "(dead)"
+def test_caches_are_read_in_order_with_window_indices_renumbered(tmp_path):
+    from safetensors.torch import save_file
+
+    for name, n_win, rows in (("a", 2, 5), ("b", 3, 4)):
+        folder = tmp_path / name
+        folder.mkdir()
+        ids = list(range(n_win * 4))
+        save_file({"ids": torch.tensor(ids, dtype=torch.int32), "offsets": torch.arange(0, n_win * 4 + 1, 4)},
+                  str(folder / "windows.safetensors"))
+        save_file({"acts": torch.randn(rows, 3).half(), "window": torch.arange(rows, dtype=torch.int32) % n_win,
+                   "pos": torch.ones(rows, dtype=torch.int32)}, str(folder / "shard_00000.safetensors"))
+    data, wins = load_caches([tmp_path / "a", tmp_path / "b"], tokens=7)
+    assert len(data["acts"]) == 7 and len(wins) == 5
+    assert data["window"].tolist() == [0, 1, 0, 1, 0, 2, 3]  # the second cache's windows follow the first's
+    data, wins = load_caches([tmp_path / "a", tmp_path / "b"], tokens=3)
+    assert len(data["acts"]) == 3 and len(wins) == 2

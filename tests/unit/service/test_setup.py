@@ -1,12 +1,14 @@
-"""steering.service.setup: share links (round trip, warnings, size limit) and feature keys; exact expectations."""
+"""steering.service.setup: share links (round trip, warnings, size limit), named-API calls and feature keys; exact expectations."""
 
 import pytest
 
 from steering.config import GenerationSettings
 from steering.keys import FeatureKey
+from steering.service.limits import UserError
 from steering.service.setup import (
     MAX_QUERY_CHARS,
     SteeringSetup,
+    from_api,
     from_query,
     parse_key,
     to_query,
@@ -46,7 +48,7 @@ def test_link_names_only_what_differs():
     ({"s": "L15:3=inf"}, "s", "not a finite number"),
     ({"s": "L99:3=1"}, "s", "layer 99 is outside this model (0..29)"),
     ({"s": "L15:999=1"}, "s", "feature 999 is outside the SAE (0..255)"),
-    ({"s": "15:3=1"}, "s", "is not a feature key: write L<layer>:<index>, e.g. L15:123"),
+    ({"s": "15:3=1"}, "s", "is not a feature key: write L, the layer, a colon and the feature index, e.g. L15:123"),
     ({"add": "L1.5:3"}, "add", "is not a feature key"),
     ({"mode": "sideways"}, "mode", "use one of add, clamp, pin, own"),
     ({"tokens": "-5"}, "tokens", "is not a whole number"),
@@ -77,3 +79,50 @@ def test_parse_key():
     assert parse_key("L15:123") == (15, 123)
     with pytest.raises(ValueError, match="not a feature key"):
         parse_key("L15-123")
+
+
+# ---- named-API calls ---------------------------------------------------------------------------
+
+def _known(added):
+    return [FeatureKey(15, 3), FeatureKey(15, 4), *added]
+
+
+def _api(strengths=None, mode="own", add=None, generation=(None,) * 5):
+    return from_api(DEFAULTS, _known, strengths, mode, add, generation)
+
+
+def test_api_arguments_left_unset_keep_the_defaults():
+    assert _api() == DEFAULTS
+    assert _api(mode=None) == DEFAULTS
+    setup = _api({"L15:4": None, "L15:99": 2.5}, "clamp", ["L15:99"], (8, 0.0, None, None, 5))
+    assert setup.strengths == {FeatureKey(15, 3): 0.0, FeatureKey(15, 4): None, FeatureKey(15, 99): 2.5}
+    assert setup.mode == "clamp" and setup.custom == (FeatureKey(15, 99),)
+    assert setup.generation == GenerationSettings(8, 0.0, DEFAULTS.generation.top_p, DEFAULTS.generation.repetition_penalty, 5)
+
+
+@pytest.mark.parametrize("strengths", [{"L99:1": 1.0}, {"L15:999999999": 1.0}, {"L15:3": 1.0, "L15:5": 2.0}])
+def test_api_strength_for_a_feature_not_here_is_refused_naming_the_valid_ones(strengths):
+    with pytest.raises(UserError) as info:
+        _api(strengths)
+    unknown = next(k for k in strengths if k not in ("L15:3", "L15:4"))
+    assert str(info.value) == (f"strengths names {unknown}, which is not a feature here. The features are L15:3, L15:4; "
+                               "add a feature with add_features first.")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"strengths": {"garbage": 1}}, "strengths: 'garbage' is not a feature key: write L, the layer, a colon and the feature index, e.g. L15:123."),
+    ({"strengths": [1, 2]}, "strengths must be an object of feature key -> strength"),
+    ({"strengths": "L15:3"}, "strengths must be an object of feature key -> strength"),
+    ({"add": [3]}, "add_features[0]: 3 is not a feature key: write L, the layer, a colon and the feature index, e.g. L15:123."),
+    ({"add": 3}, "add_features must be a list of feature keys"),
+    ({"mode": "bogus"}, "mode must be one of add, clamp, pin, own, got 'bogus'."),
+    ({"mode": 3}, "mode must be one of add, clamp, pin, own, got 3."),
+    ({"generation": (None, None, None, None, "abc")}, "seed must be a whole number (-1 for a random seed), got 'abc'."),
+    ({"generation": ("8", None, None, None, None)}, "max_new_tokens must be a whole number >= 1, got '8'."),
+    ({"generation": (None, float("inf"), None, None, None)}, "temperature must be a finite number >= 0, got inf."),
+    ({"generation": (None, None, float("nan"), None, None)}, "top_p must be a finite number > 0 and <= 1, got nan."),
+])
+def test_bad_api_arguments_are_refused_by_name(kwargs, message):
+    with pytest.raises(UserError) as info:
+        _api(**kwargs)
+    assert message in str(info.value)

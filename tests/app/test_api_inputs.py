@@ -1,0 +1,120 @@
+"""Every named endpoint's bad argument, through gradio_client and raw HTTP against the launched app: the
+message names the argument and shows the value with its quotes, the log gets no traceback, and the app
+keeps answering. The validators themselves are tested in tests/unit/service/test_inputs.py."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+ASK = "Tell me about your favourite city."
+CHAT_REST = ("own", None, 4, 0.0)  # mode, add_features, max_new_tokens, temperature
+
+
+@pytest.fixture(scope="module")
+def client(app_server):
+    return Client(app_server, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def app_log(app_server, tmp_path_factory):
+    """The app's log file, and how long it was before this module's calls."""
+    logs = sorted(Path(tmp_path_factory.getbasetemp()).glob("app*/app.log"))
+    assert logs, "the app_server fixture's log was not found"
+    return logs[0], len(logs[0].read_text(errors="replace"))
+
+
+@pytest.fixture(scope="module")
+def baseline(client, app_log):
+    return client.predict(ASK, None, None, *CHAT_REST, api_name="/chat")
+
+
+def _refused(client, api_name: str, *args) -> str:
+    with pytest.raises(Exception) as info:
+        client.predict(*args, api_name=api_name)
+    message = str(info.value)
+    assert "Traceback" not in message and "Something went wrong" not in message
+    return message
+
+
+CASES = [  # (endpoint, arguments, the argument named, what the message says)
+    ("/chat", (ASK, None, {"L99:1": 1.0}, *CHAT_REST), "strengths", "names L99:1, which is not a feature here. The features are L15:3, L15:4;"),
+    ("/chat", (ASK, None, {"L15:999999999": 1.0}, *CHAT_REST), "strengths", "names L15:999999999"),
+    ("/chat", (ASK, None, {"garbage": 1.0}, *CHAT_REST), "strengths", ": 'garbage' is not a feature key"),
+    ("/chat", (ASK, None, [1, 2], *CHAT_REST), "strengths", "must be an object of feature key -> strength"),
+    ("/chat", (ASK, None, "L15:3", *CHAT_REST), "strengths", "got 'L15:3'."),
+    ("/chat", (ASK, None, {"L15:3": "strong"}), "strengths['L15:3']", "must be a finite number, or null"),
+    ("/chat", (ASK, None, None, "own", [3]), "add_features[0]", ": 3 is not a feature key: write L, the layer, a colon and the feature index, e.g. L15:123."),
+    ("/chat", (ASK, None, None, "own", 3), "add_features", "must be a list of feature keys"),
+    ("/chat", (ASK, None, None, "own", ["garbage"]), "add_features[0]", ": 'garbage' is not a feature key"),
+    ("/chat", (ASK, None, None, "bogus"), "mode", "must be one of add, clamp, pin, own, got 'bogus'."),
+    ("/chat", (None,), "message", "must be text, got None."),
+    ("/chat", (ASK, "hello"), "history", "must be a list of messages"),
+    ("/chat", (ASK, [1, 2]), "history[0]", "must be a message"),
+    ("/chat", (ASK, {"role": "user", "content": "hi"}), "history", "got {'role': 'user', 'content': 'hi'}."),
+    ("/chat", (ASK, [["hi", "hello"]]), "history[0]", "the old [user, assistant] pairs format is not read"),
+    ("/chat", (ASK, [{"role": "system", "content": "x"}]), "history[0].role", "got 'system'"),
+    ("/chat", (ASK, None, None, "own", None, None, None, None, None, "abc"), "seed", "must be a whole number (-1 for a random seed), got 'abc'."),
+    ("/chat", (ASK, None, None, "own", None, 0), "max_new_tokens", "must be a whole number >= 1, got 0."),
+    ("/chat", (ASK, None, None, "own", None, 4, 0.0, None, None, None, "extra"), "/chat",
+     ("takes 10 argument(s) (message, history, strengths, mode, add_features, max_new_tokens, temperature, top_p, "
+      "repetition_penalty, seed), got 11; the extra value(s) ['extra'] would be ignored.")),
+    ("/inspect", (None,), "prompt", "must be text, got None."),
+    ("/inspect", ("sea", "x"), "top_n", "must be a whole number from 1 to 50, got 'x'."),
+    ("/inspect", ("sea", 5, 6), "/inspect", "takes 2 argument(s) (prompt, top_n), got 3"),
+    ("/differential", (None, "taxes"), "positive", "must be text, got None."),
+    ("/scan", ("sea", "x"), "feature", "must be a whole number, got 'x'."),
+    ("/concept_search", (None,), "concept", "must be text, got None."),
+    ("/concept_search", ("the ocean", "ten"), "top_n", "got 'ten'."),
+    ("/status", (1,), "/status", "takes no arguments, got 1"),
+]
+
+
+@pytest.mark.parametrize("api_name, args, name, says", CASES, ids=[f"{c[0]} {c[2]} {c[3][:30]}" for c in CASES])
+def test_each_bad_argument_is_refused_by_name(client, baseline, api_name, args, name, says):
+    message = _refused(client, api_name, *args)
+    assert message.startswith(name) and says in message
+
+
+def _raw(app_server: str, api: str, body: str):
+    """POST a hand-written JSON body (NaN, too few values: what gradio_client will not send); returns the
+    stream's last event and its data."""
+    request = urllib.request.Request(app_server + f"gradio_api/call/{api}", data=body.encode("ascii"),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as r:
+        event_id = json.loads(r.read())["event_id"]
+    with urllib.request.urlopen(f"{app_server}gradio_api/call/{api}/{event_id}", timeout=300) as r:
+        lines = r.read().decode("utf-8", "replace").splitlines()
+    events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+    data = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+    return events[-1], json.loads(data[-1])
+
+
+@pytest.mark.parametrize("api, body, says", [
+    ("inspect", '{"data": ["sea", NaN]}', "top_n must be a whole number from 1 to 50, got nan."),
+    ("concept_search", '{"data": ["the ocean", Infinity]}', "top_n must be a whole number from 1 to 50, got inf."),
+    ("chat", '{"data": ["hi", null, null, "own", null, 4, NaN]}', "temperature must be a finite number >= 0, got nan."),
+    ("chat", '{"data": ["hi", null, null, "own", null, 4, 0.0, null, -Infinity]}', "repetition_penalty must be a finite number > 0, got -inf."),
+    ("chat", '{"data": ["hi", null, {"L15:3": NaN}]}', "strengths['L15:3'] must be a finite number"),
+    ("chat", '{"data": []}', "message must be text, got None."),
+    ("scan", '{"data": ["sea", 3, 4, 5]}', "/scan takes 2 argument(s) (prompts, feature), got 4"),
+])
+def test_raw_http_non_finite_numbers_and_wrong_counts_are_refused_by_name(app_server, baseline, api, body, says):
+    event, data = _raw(app_server, api, body)
+    assert event == "error" and says in data["error"]
+
+
+def test_raw_http_may_leave_out_trailing_arguments(app_server, baseline):
+    event, data = _raw(app_server, "chat", json.dumps({"data": [ASK, None, None, *CHAT_REST]}))
+    assert event == "complete" and data == [baseline]
+
+
+def test_the_app_keeps_answering_and_logs_no_traceback(client, baseline, app_log):
+    assert client.predict(ASK, None, None, *CHAT_REST, api_name="/chat") == baseline
+    assert client.predict(api_name="/status")["active_generations"] == 0
+    path, start = app_log
+    assert "Traceback" not in path.read_text(errors="replace")[start:]

@@ -1,0 +1,87 @@
+"""Stop, every time: in a real browser at random points mid-answer, and through the API (gradio_client).
+
+The step-exact check (a cancel landing mid-step drops that step's token and runs no step after) is
+tests/integration/test_reliability.py; these check the same through the launched app, on states:
+the page's text stops growing once its cancel is answered, /status shows nothing generating once
+job.cancel() returns, and the next message is answered.
+"""
+
+import random
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+from playwright.sync_api import expect, sync_playwright
+
+from tests.app.test_browser import CHROMIUM, FLAGS
+
+STORY = "Write a long story about a sailor and the sea."
+ROUNDS = 8
+
+
+LAST_ANSWER = """() => {
+    const answers = document.querySelectorAll('#steered-chat .bot-row .message-content');
+    return answers.length ? answers[answers.length - 1].innerText : '';
+}"""
+
+
+def _answer(page) -> str:
+    """The last answer's text (not the chatbot's labels and buttons), read in one step as the chat re-renders."""
+    return page.evaluate(LAST_ANSWER)
+
+
+def _wait_for(condition, timeout_s: float, what: str) -> None:
+    deadline = time.time() + timeout_s
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def page():
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium (.ci/run does) or set STEERING_CHROMIUM")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser.new_page(viewport={"width": 1400, "height": 1200})
+        browser.close()
+
+
+@pytest.mark.browser
+def test_stop_at_random_points_ends_the_answer_every_time_and_the_next_message_is_answered(page, app_server):
+    rng = random.Random(11)
+    page.goto(f"{app_server}?tokens=400&temp=0")  # greedy and long: unstopped, each answer runs for many seconds
+    expect(page.locator("#message textarea")).to_be_visible(timeout=60000)
+    for i in range(ROUNDS + 1):
+        page.click("#clear")
+        _wait_for(lambda: _answer(page) == "", 30, "Clear to empty the chat")
+        page.fill("#message textarea", STORY)
+        page.click("#send")
+        _wait_for(lambda: _answer(page) != "", 90, f"round {i}: the answer to start")  # the message before was stopped
+        if i == ROUNDS:
+            break
+        time.sleep(rng.uniform(0.0, 2.0))
+        with page.expect_response(lambda r: r.url.endswith("/cancel"), timeout=30000) as cancel:
+            page.click("#stop")
+        assert cancel.value.ok, f"round {i}: the cancel failed"
+        time.sleep(0.3)  # pieces already on their way when the cancel was answered
+        stopped = _answer(page)
+        time.sleep(1.5)
+        assert _answer(page) == stopped, f"round {i}: the answer grew after Stop"
+    page.click("#stop")
+
+
+def test_an_api_cancel_returns_once_the_generation_has_ended(app_server):
+    client, rng = Client(app_server, verbose=False), random.Random(5)
+    for i in range(6):
+        job = client.submit(STORY, None, None, "own", None, 300, 0.0, api_name="/chat")
+        chunks = rng.randint(1, 8)
+        _wait_for(lambda job=job, chunks=chunks: len(job.outputs()) >= chunks or job.done(), 120, f"round {i}: {chunks} chunks")
+        assert not job.done(), f"round {i}: the answer ended before the cancel"
+        job.cancel()
+        assert client.predict(api_name="/status")["active_generations"] == 0, f"round {i}: still generating"
+    answer = client.predict("Hi!", None, None, "own", None, 6, 0.0, api_name="/chat")
+    assert isinstance(answer, str) and answer.strip()
