@@ -28,7 +28,9 @@ from steering.generate.stoppable import cancellable
 from steering.inspection.labels import load_feature_info
 from steering.service import views
 from steering.service.demo import DemoService
+from steering.service import inputs
 from steering.service.errors import visitor_message
+from steering.service.inspector import DEFAULT_MAX_DENSITY
 from steering.service.inputs import arguments, whole_number
 from steering.service.limits import Limits, UserError
 from steering.service.setup import SteeringSetup, from_query, to_query
@@ -150,24 +152,80 @@ def respond(message, history, setup, mode, compare, *controls):
 
 
 @spaces.GPU(duration=60)
-def inspect_panel(message, setup, steered_view, mode, compare, *controls):
-    """The side panel after each message: top features, a bar chart, and the top feature on every token."""
+def inspect_panel(message, setup, steered_view, view, max_density, mode, compare, *controls):
+    """The side panel after each message: top features, a bar chart, the top feature on every token, and each
+    token's own strongest features (shown when a token is clicked)."""
     empty = pd.DataFrame({"feature": [], "activation": []})
     if not message:
-        return gr.update(), empty, [], "Send a message to see which features fire on it.", gr.update()
+        return gr.update(), empty, [], "Send a message to see which features fire on it.", gr.update(), [], gr.update(visible=False)
     try:
-        panel = views.inspector_panel(SERVICE, message, current_setup(setup, mode, compare, controls), bool(steered_view))
+        density = None if max_density is None else inputs.number(max_density, "hide features above (%)", 0, 100) / 100
+        panel = views.inspector_panel(SERVICE, message, current_setup(setup, mode, compare, controls), bool(steered_view),
+                                      view or "message", density)
     except Exception as exc:  # the panel must never break the chat
-        return [], empty, [], f"Inspector: {visitor_message(exc)}", gr.update()
+        return [], empty, [], f"Inspector: {visitor_message(exc)}", gr.update(), [], gr.update(visible=False)
     picked_update = gr.update() if panel.top_index is None else gr.update(value=panel.top_index)
-    return panel.table, pd.DataFrame(panel.bars), panel.tokens, panel.note, picked_update
+    return (panel.table, pd.DataFrame(panel.bars), panel.tokens, panel.note, picked_update, panel.per_token,
+            gr.update(visible=False))
+
+
+def token_features(per_token, evt: gr.SelectData):
+    """Clicking a token of the inspector's token view shows that token's strongest features."""
+    try:
+        rows = per_token[int(evt.index)]
+    except (TypeError, ValueError, IndexError):
+        return gr.update(visible=False)
+    return gr.update(value=rows, visible=True, label=f"Strongest features at {evt.value[0] if evt.value else 'this token'!r}")
 
 
 @readable_errors
-def add_custom(setup: SteeringSetup, index):
-    setup, message = SERVICE.add_feature(setup, index, MAX_SLOTS)
+def add_custom(setup: SteeringSetup, index, mode, compare, *controls):
+    """A slider for the picked feature; every other slider and box keeps what the visitor set."""
+    setup, message = SERVICE.add_feature(current_setup(setup, mode, compare, controls), index, MAX_SLOTS)
     gr.Info(message)
     return [setup] + slot_updates(setup)
+
+
+@spaces.GPU(duration=60)
+@readable_errors
+def steer_phrase(setup: SteeringSetup, phrase, mode, compare, *controls):
+    """From a phrase to a slider: the feature that best says it, on, at a recommended strength."""
+    setup, message = SERVICE.steer_phrase(current_setup(setup, mode, compare, controls), phrase, MAX_SLOTS)
+    gr.Info(message)
+    return [setup] + slot_updates(setup)
+
+
+def card_view(index) -> tuple:
+    text, bars = views.feature_card(SERVICE.card(index))
+    return gr.update(value=text, visible=True), gr.update(value=pd.DataFrame(bars), visible=bool(bars["activation"]))
+
+
+@readable_errors
+def show_card(index):
+    if index is None:
+        return gr.update(), gr.update()
+    return card_view(index)
+
+
+@readable_errors
+def slot_card(slot: int, setup: SteeringSetup):
+    """The card of the feature on slider `slot` (a feature of the inspector's layer)."""
+    features = SERVICE.features_for(setup)
+    if slot >= len(features):
+        return gr.update(), gr.update()
+    f = features[slot]
+    if f.layer != ENGINE.inspector_layer:
+        raise UserError(f"Feature {f.key} is on layer {f.layer}; cards are shipped for layer {ENGINE.inspector_layer} only.")
+    return card_view(f.index)
+
+
+def feature_card_section(where: str):
+    """The feature card: Markdown and an activation histogram, hidden until a feature is picked."""
+    with gr.Accordion("Feature card", open=True):
+        text = gr.Markdown("Click a row of a features table, or a slider's \"card\" button, to see what the feature means.", elem_id=f"feature-card-{where}")
+        bars = gr.BarPlot(x="activation", y="tokens", height=180, x_title="activation", y_title="held-out tokens",
+                          visible=False, sort=None, elem_id=f"feature-histogram-{where}")
+    return text, bars
 
 
 def reset_defaults(setup: SteeringSetup):
@@ -265,9 +323,12 @@ def api_chat(
 
 @spaces.GPU(duration=60)
 @readable_errors
-def api_inspect(prompt: str, top_n: int = 10) -> list:
-    """Top SAE features at the prompt's last token (unsteered): [{index, label, activation}]."""
-    return SERVICE.inspect(prompt, n=10 if top_n is None else top_n)
+def api_inspect(prompt: str, top_n: int = 10, view: str = "message", max_density: float | None = DEFAULT_MAX_DENSITY) -> list:
+    """Top SAE features on the prompt's own tokens (unsteered), over its words (view "message") or at its last
+    token ("last"), features firing on more than max_density of tokens left out (null keeps them):
+    [{index, label, activation, token}]."""
+    return SERVICE.inspect(prompt, n=10 if top_n is None else top_n, view="message" if view is None else view,
+                           max_density=max_density)
 
 
 @spaces.GPU(duration=60)
@@ -338,6 +399,7 @@ SPACE_ID = os.environ.get("SPACE_ID")
 
 with gr.Blocks(title="Steering with SAE features") as demo:
     setup_state = gr.State(DEFAULTS)
+    per_token = gr.State([])  # the inspector's strongest features at each token of the last message
     last_message = gr.State("")
     with gr.Row():
         gr.Markdown(INTRO)
@@ -350,7 +412,7 @@ with gr.Blocks(title="Steering with SAE features") as demo:
                     with gr.Row():
                         chatbot = gr.Chatbot(label="Steered", height=460, elem_id="steered-chat")
                         plain_chatbot = gr.Chatbot(label="Unsteered (same prompt and seed)", height=460, visible=False, elem_id="plain-chat")
-                    msg = gr.Textbox(placeholder="Type a message and press Enter", show_label=False, lines=2, max_lines=8, elem_id="message")
+                    msg = gr.Textbox(placeholder="Type a message and press Enter (Shift+Enter: a new line)", show_label=False, lines=1, max_lines=8, elem_id="message")
                     with gr.Row():
                         send = gr.Button("Send", variant="primary", elem_id="send")
                         stop = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -372,25 +434,34 @@ with gr.Blocks(title="Steering with SAE features") as demo:
                         gr.Markdown("_Steering runs through the NNsight backend (`backend: nnsight` in the config): the same edits as the hooks backend, written as nnsight interventions; the position options are not available with it._")
                     if not ENGINE.features:
                         gr.Markdown("_No features configured in demo.yaml yet: add one from the inspector (\"Steer with this feature\")._")
-                    slot_rows, slot_sliders, slot_checks = [], [], []
+                    slot_rows, slot_sliders, slot_checks, slot_cards = [], [], [], []
                     for i in range(MAX_SLOTS):
                         with gr.Row(visible=False) as row:
                             slot_sliders.append(gr.Slider(-100, 100, value=0, step=0.5, label=f"slot {i}", scale=5, elem_id=f"strength-{i}"))
                             slot_checks.append(gr.Checkbox(value=True, label="on", scale=1, min_width=60, elem_id=f"on-{i}"))
+                            slot_cards.append(gr.Button("card", size="sm", scale=0, min_width=50, elem_id=f"card-{i}"))
                         slot_rows.append(row)
                     with gr.Row():
                         reset = gr.Button("Reset to defaults", elem_id="reset")
                         share = gr.Button("Copy share link", elem_id="share")
                     share_box = gr.Textbox(label="Share link", interactive=False, elem_id="share-link")
+                    with gr.Row():
+                        phrase = gr.Textbox(label="Steer toward a phrase", placeholder="the ocean", scale=3, elem_id="phrase")
+                        phrase_go = gr.Button("Find a feature", scale=1, elem_id="phrase-go")
                     gr.Markdown("### Inspector")
+                    with gr.Row():
+                        view = gr.Radio([("Whole message", "message"), ("Last token", "last")], value="message", label="View", elem_id="view")
+                        max_density = gr.Number(value=100 * DEFAULT_MAX_DENSITY, minimum=0, maximum=100, label="Hide features firing on more than (% of tokens)", elem_id="max-density")
                     steered_view = gr.Checkbox(label="Inspect under the current steering", value=False)
                     panel_note = gr.Markdown("Send a message to see which features fire on it.", elem_id="panel-note")
-                    top_table = gr.Dataframe(headers=["feature", "label", "activation"], interactive=False, elem_id="top-features")
+                    top_table = gr.Dataframe(headers=["feature", "label", "activation", "token"], interactive=False, elem_id="top-features")
                     top_bars = gr.BarPlot(x="feature", y="activation", sort="-y", height=220, show_label=False, x_title="feature index")
-                    token_view = gr.HighlightedText(label="Top feature on each token", combine_adjacent=False, elem_id="token-view")
+                    token_view = gr.HighlightedText(label="Top feature on each token (click a token for its own)", combine_adjacent=False, elem_id="token-view")
+                    token_table = gr.Dataframe(headers=["feature", "label", "activation"], interactive=False, visible=False, elem_id="token-features")
                     with gr.Row():
                         picked = gr.Number(label="Feature index", precision=0, elem_id="picked-feature")
                         steer_with = gr.Button("Steer with this feature", elem_id="steer-with")
+                    card_text, card_bars = feature_card_section("chat")
         with gr.Tab("Inspector", id="inspector"):
             gr.Markdown("Read-only: nothing here generates or steers. One prompt per line.")
             with gr.Accordion("Concept search", open=True):
@@ -398,7 +469,7 @@ with gr.Blocks(title="Steering with SAE features") as demo:
                     concept = gr.Textbox(label="Concept", placeholder="the ocean", elem_id="concept")
                     concept_n = gr.Number(value=10, precision=0, label="Top N")
                     concept_go = gr.Button("Search", variant="primary")
-                concept_table = gr.Dataframe(headers=["feature", "label", "score", "fire (concept)", "fire (neutral)"], interactive=False)
+                concept_table = gr.Dataframe(headers=["feature", "label", "score", "output score", "fire (concept)", "fire (neutral)"], interactive=False, elem_id="concept-table")
             with gr.Accordion("Differential features", open=False):
                 with gr.Row():
                     positive = gr.Textbox(label="Positive prompts", lines=6)
@@ -417,8 +488,9 @@ with gr.Blocks(title="Steering with SAE features") as demo:
                 ctx_go = gr.Button("Show")
                 ctx_text = gr.Markdown()
             with gr.Row():
-                picked2 = gr.Number(label="Feature index", precision=0)
+                picked2 = gr.Number(label="Feature index", precision=0, elem_id="picked-feature-2")
                 steer_with2 = gr.Button("Steer with this feature")
+            card_text2, card_bars2 = feature_card_section("inspector")
 
     gen_controls = [max_tokens, temperature, top_p, rep, seed]
     controls = gen_controls + slot_sliders + slot_checks
@@ -427,8 +499,8 @@ with gr.Blocks(title="Steering with SAE features") as demo:
 
     chat_inputs = [msg, chatbot, setup_state, mode, compare] + controls
     chat_outputs = [chatbot, plain_chatbot, msg, last_message]
-    panel_inputs = [last_message, setup_state, steered_view, mode, compare] + controls
-    panel_outputs = [top_table, top_bars, token_view, panel_note, picked]
+    panel_inputs = [last_message, setup_state, steered_view, view, max_density, mode, compare] + controls
+    panel_outputs = [top_table, top_bars, token_view, panel_note, picked, per_token, token_table]
     answer = cancellable(respond)  # an async generator: Stop cancels it at once, the answer ends at its next token
     sent = send.click(answer, chat_inputs, chat_outputs, api_visibility="private")
     sent.then(inspect_panel, panel_inputs, panel_outputs, api_visibility="private")
@@ -437,11 +509,13 @@ with gr.Blocks(title="Steering with SAE features") as demo:
     stop.click(None, None, None, cancels=[sent, submitted], api_visibility="private")
     clear.click(lambda: ([], gr.update(value=[]), "", ""), None, [chatbot, plain_chatbot, msg, last_message], cancels=[sent, submitted], api_visibility="private")
     compare.change(lambda on: gr.update(visible=on), compare, plain_chatbot, api_visibility="private")
-    steered_view.change(inspect_panel, panel_inputs, panel_outputs, api_visibility="private")
+    for control in (steered_view, view, max_density):
+        control.change(inspect_panel, panel_inputs, panel_outputs, api_visibility="private")
+    token_view.select(token_features, per_token, token_table, api_visibility="private")
 
-    top_table.select(pick_row, top_table, picked, api_visibility="private")
-    steer_with.click(add_custom, [setup_state, picked], [setup_state] + slot_outputs, api_visibility="private")
-    steer_with2.click(add_custom, [setup_state, picked2], [setup_state] + slot_outputs, api_visibility="private").then(
+    top_table.select(pick_row, top_table, picked, api_visibility="private").then(show_card, picked, [card_text, card_bars], api_visibility="private")
+    steer_with.click(add_custom, [setup_state, picked, mode, compare] + controls, [setup_state] + slot_outputs, api_visibility="private")
+    steer_with2.click(add_custom, [setup_state, picked2, mode, compare] + controls, [setup_state] + slot_outputs, api_visibility="private").then(
         None, None, None, js="() => { document.querySelector('button[role=tab]')?.click(); }"
     )
     reset.click(reset_defaults, setup_state, [setup_state] + slot_outputs + control_outputs, api_visibility="private")
@@ -453,9 +527,13 @@ with gr.Blocks(title="Steering with SAE features") as demo:
 
     concept_go.click(run_concept, [concept, concept_n], concept_table, api_visibility="private")
     concept.submit(run_concept, [concept, concept_n], concept_table, api_visibility="private")
-    concept_table.select(pick_row, concept_table, picked2, api_visibility="private")
+    concept_table.select(pick_row, concept_table, picked2, api_visibility="private").then(show_card, picked2, [card_text2, card_bars2], api_visibility="private")
     diff_go.click(run_differential, [positive, negative, diff_n], diff_table, api_visibility="private")
-    diff_table.select(pick_row, diff_table, picked2, api_visibility="private")
+    diff_table.select(pick_row, diff_table, picked2, api_visibility="private").then(show_card, picked2, [card_text2, card_bars2], api_visibility="private")
+    for i, button in enumerate(slot_cards):
+        button.click(functools.partial(slot_card, i), [setup_state], [card_text, card_bars], api_visibility="private")
+    phrase_go.click(steer_phrase, [setup_state, phrase, mode, compare] + controls, [setup_state] + slot_outputs, api_visibility="private")
+    phrase.submit(steer_phrase, [setup_state, phrase, mode, compare] + controls, [setup_state] + slot_outputs, api_visibility="private")
     scan_go.click(run_scan, [scan_prompts, scan_index], [scan_table, scan_rate], api_visibility="private")
     ctx_go.click(show_contexts, ctx_index, ctx_text, api_visibility="private")
 

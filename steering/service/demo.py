@@ -44,6 +44,10 @@ class FeatureInfo(Protocol):
     def contexts(self, layer: int, index: int) -> list[str]: ...
 
 
+RECOMMENDED = 0.2
+"""A phrase's feature starts at 0.2 of its layer's typical norm (the shipped defaults sit at 0.17 to 0.23)."""
+
+
 @dataclass(frozen=True)
 class ChatUpdate:
     steered: str
@@ -165,6 +169,21 @@ class DemoService(Inspection):
         """The setup of a named-API call (`setup.from_api`): unset arguments keep the defaults."""
         return from_api(self.defaults(), lambda added: [*dict.fromkeys([*(f.key for f in self.engine.features), *added])],
                         strengths, mode, add_features, (max_new_tokens, temperature, top_p, repetition_penalty, seed))
+
+    def steer_phrase(self, setup: SteeringSetup, phrase, max_features: int) -> tuple[SteeringSetup, str]:
+        """One step from a phrase to steering (Goodfire's AutoSteer, done locally): the feature whose steering
+        most raises the phrase's words (`features_for_phrase`) as a slider, on, at `RECOMMENDED` of the layer's
+        typical norm."""
+        found = self.features_for_phrase(phrase, n=1)
+        if not found:
+            raise UserError(f"No feature of this SAE says {phrase!r}: try another word for it.")
+        best = found[0]
+        setup, _ = self.add_feature(setup, best.index, max_features)
+        key = FeatureKey(self.engine.inspector_layer, best.index)
+        strength = float(round(RECOMMENDED * self.norms([FeatureSpec(layer=key.layer, index=key.index)])[key.layer]))
+        setup = replace(setup, strengths={**setup.strengths, key: strength})
+        return setup, (f"Steering toward {phrase.strip()!r} with feature {best.index} ({self.label(*key)}) at {strength:g}, "
+                       "mode add. Send a message; move its slider to push harder or softer.")
 
     def add_feature(self, setup: SteeringSetup, index, max_features: int) -> tuple[SteeringSetup, str]:
         """`setup` with a slider for feature `index` of the inspector layer, and what to tell the visitor."""

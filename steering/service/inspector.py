@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from steering.inspection.concept_rank import RankedFeature, features_for_concept, rank_concept
 from steering.inspection.concepts import concept_prompt_sets
 from steering.inspection.message import MessageCodes, dense_features, top_at_last_token, top_over_message
 from steering.inspection.stats import fire_rate
@@ -83,13 +84,45 @@ class Inspection:
         return rows, fire_rate(codes, index)
 
     def concept_search(self, concept: str, n: int = 10) -> list[dict]:
-        """Features that fire more on prompts about `concept` than on matched neutral prompts."""
+        """Features that fire more on prompts about `concept` than on matched neutral prompts (they detect it),
+        each with its output score for the concept (`output`: how much steering with it raises the concept's words)."""
+        text, n = self._concept(concept), inputs.whole_number(n, "top_n", 1, 50)
+        pos, neg = concept_prompt_sets(text)
+        rows = self._rows(self.engine.differential(pos, neg, n=n, chat=False))
+        gains = {r.index: r.score for r in self._output_ranked(text, [r["index"] for r in rows])}
+        return [{**r, "output": round(gains[r["index"]], 4)} for r in rows]
+
+    def features_for_phrase(self, phrase: str, n: int = 5) -> list[RankedFeature]:
+        """The features that best say `phrase`: those whose shipped words (label, top words, the tokens steering
+        with them raises) name it, best match first, ties by output score (`concept_rank.features_for_concept`);
+        when none does, the top of the differential ranking ordered by output score for the phrase. (On the
+        shipped SAE, output score alone picks generic features: docs/shipped-sae.md.)"""
+        text = self._concept(phrase)
+        cards = self.info.cards(self.engine.inspector_layer) if hasattr(self.info, "cards") else None
+        named = features_for_concept(cards, text, n=n) if cards is not None else []
+        if named:
+            return named
+        pos, neg = concept_prompt_sets(text)
+        return self._output_ranked(text, [r.index for r in self.engine.differential(pos, neg, n=10, chat=False)])[:n]
+
+    def _output_ranked(self, concept: str, candidates: list[int]) -> list[RankedFeature]:
+        layer = self.engine.inspector_layer
+        return rank_concept(self.engine.model, self.engine.tokenizer, layer, self.engine.sae(layer).W_dec, candidates,
+                            concept, self.engine.typical_norm(layer), labels=lambda i: self.label(layer, i))
+
+    def _concept(self, concept) -> str:
         self.check_inspectable()
-        text, n = clean_text(inputs.text(concept, "concept")).strip(), inputs.whole_number(n, "top_n", 1, 50)
+        text = clean_text(inputs.text(concept, "concept")).strip()
         if not text or len(text) > 100:
             raise UserError("Write a word or a short phrase (up to 100 characters) to search for, e.g. 'the ocean'.")
-        pos, neg = concept_prompt_sets(text)
-        return self._rows(self.engine.differential(pos, neg, n=n, chat=False))
+        return text
+
+    def card(self, index) -> dict:
+        """Everything the SAE ships about one inspector feature (`inspection.cards.FeatureCards.card`)."""
+        self.check_inspectable()
+        index = self.feature_index(index)
+        found = self.info.card(self.engine.inspector_layer, index) if hasattr(self.info, "card") else None
+        return found or {"index": index, "label": self.label(self.engine.inspector_layer, index)}
 
     def contexts(self, index: int) -> list[str]:
         self.check_inspectable()

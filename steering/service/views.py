@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from steering.keys import FeatureKey
@@ -94,10 +95,50 @@ def differential_table(rows: list[dict]) -> list[list]:
 
 
 def concept_table(rows: list[dict]) -> list[list]:
-    return [[r["index"], r["label"], r["score"], r["fire_pos"], r["fire_neg"]] for r in rows]
+    return [[r["index"], r["label"], r["score"], r["output"], r["fire_pos"], r["fire_neg"]] for r in rows]
 
 
 def contexts_text(found: list[str]) -> str:
     if not found:
         return "This SAE ships no top-activating contexts for this feature."
     return "\n".join(f"{i + 1}. {c}" for i, c in enumerate(found))
+
+
+def feature_card(card: dict) -> tuple[str, dict]:
+    """A feature card as Markdown (label, density, output score, the tokens it promotes and raises, top contexts
+    with the activating token in bold), and its activation histogram as bars ({"activation", "tokens"})."""
+    lines = [f"#### Feature {card['index']}: {card.get('label') or 'no label'}"]
+    facts = []
+    if card.get("density") is not None:
+        facts.append(f"fires on {card['density']:.3%} of held-out tokens")
+    if card.get("max_activation") is not None:
+        facts.append(f"strongest activation seen {card['max_activation']:g}")
+    if card.get("output_score") is not None:
+        facts.append(f"output score {card['output_score']:.4f}")
+    if facts:
+        lines.append("; ".join(facts).capitalize() + ".")
+    for title, key in (("Steering raises", "says"), ("Promotes (decoder direction through the unembedding)", "promotes")):
+        if card.get(key):
+            lines.append(f"**{title}:** " + ", ".join(f"`{t.strip() or repr(t)}`" for t in card[key][:10]))
+    if card.get("top_words"):
+        lines.append("**Fires on:** " + ", ".join(w for w, _ in card["top_words"][:10]))
+    if card.get("contexts"):
+        lines.append("**Top-activating contexts:**")
+        lines += [f"- …{_ACTIVE.sub(lambda m: f'{m[1]}**{m[2]}**', _markdown(c))}…" for c in card["contexts"]]
+    hist = card.get("histogram")
+    bars = {"activation": [], "tokens": []}
+    if hist:
+        edges = hist["edges"]
+        bars = {"activation": [f"{lo:.2g}–{hi:.2g}" for lo, hi in zip(edges[:-1], edges[1:])], "tokens": list(hist["counts"])}
+    return "\n\n".join(lines), bars
+
+
+_ACTIVE = re.compile(r"\[\[(\s*)(.*?)\]\]")  # the activating token, its leading space kept outside the bold
+
+
+def _markdown(text: str) -> str:
+    """`text` with Markdown's special characters escaped (the [[ ]] marks are kept) and newlines as spaces."""
+    text = text.replace("\n", " ")
+    for ch in "\\`*_{}<>#|":
+        text = text.replace(ch, "\\" + ch)
+    return text

@@ -115,7 +115,7 @@ def zerogpu_app():
 
 def sample_inputs(app, fn) -> list:
     """What the page would send to `fn`: each input component's value, with the text boxes filled in."""
-    by_id = {"message": MESSAGE, "concept": "the ocean"}
+    by_id = {"message": MESSAGE, "concept": "the ocean", "phrase": "the ocean"}
     values = []
     for block in fn.inputs:
         label = getattr(block, "label", None) or ""
@@ -134,6 +134,10 @@ def sample_inputs(app, fn) -> list:
             value = MESSAGE  # the last message sent, which the inspector panel reads
         values.append(value)
     return values
+
+
+def handler_name(fn) -> str:
+    return getattr(fn, "__name__", None) or handler_name(fn.func)  # functools.partial has no name of its own
 
 
 def run(fn, args):
@@ -163,10 +167,12 @@ def test_every_event_keeps_model_work_inside_gpu_calls(zerogpu_app):
     for fn in app.demo.fns.values():
         if fn.fn is None:
             continue
-        name = fn.fn.__name__
+        name = handler_name(fn.fn)
         rec.current = f"event {name}"
         args = sample_inputs(app, fn)
-        if name == "pick_row":
+        if name == "token_features":
+            args = [[[[7, "x", 1.0]]], types.SimpleNamespace(index=0, value=["Tell", None])]
+        elif name == "pick_row":
             args = [types.SimpleNamespace(index=[0, 0]), [[11, "x", 1.0]]]
         elif name == "on_load":
             args = [types.SimpleNamespace(query_params={})]
@@ -179,12 +185,13 @@ def test_every_event_keeps_model_work_inside_gpu_calls(zerogpu_app):
         done.add(name)
 
     assert rec.outside == [], f"model work outside a @spaces.GPU call: {sorted(set(rec.outside))}"
-    events = {fn.fn.__name__ for fn in app.demo.fns.values() if fn.fn is not None}
+    events = {handler_name(fn.fn) for fn in app.demo.fns.values() if fn.fn is not None}
     assert done == events
-    for gpu_event in ("respond", "inspect_panel", "run_concept", "run_differential", "run_scan", "api_chat", "api_inspect"):
+    for gpu_event in ("respond", "inspect_panel", "run_concept", "run_differential", "run_scan", "api_chat", "api_inspect",
+                      "steer_phrase"):
         assert rec.gpu_calls[gpu_event] >= 1, f"{gpu_event} never ran as a GPU call"
         assert gpu_event not in failed, failed[gpu_event]
-    for cpu_event in ("add_custom", "reset_defaults", "share_query", "show_contexts"):
+    for cpu_event in ("add_custom", "reset_defaults", "share_query", "show_contexts", "show_card", "slot_card", "token_features"):
         assert cpu_event not in failed, failed[cpu_event]
     assert rec.inside > 0
     assert rec.gpu_calls["measure_norms"] == 1, "norms measured again although the page process kept them"

@@ -1,0 +1,112 @@
+"""A visitor's path through the shipped demo in a real browser, by keyboard and mouse: Enter sends,
+adding a feature keeps every slider as it was left, feature cards open from the inspector and from a
+slider, and a phrase becomes a slider."""
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.helpers import ROOT, start_app, stop_app
+
+CHROMIUM = os.environ.get("STEERING_CHROMIUM", "/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+@pytest.fixture(scope="module")
+def shipped_app(tmp_path_factory):
+    """The app on the shipped demo.yaml (its SAE ships labels, densities and cards)."""
+    folder = tmp_path_factory.mktemp("shipped")
+    demo = folder / "demo.yaml"
+    demo.write_text((ROOT / "demo.yaml").read_text().replace("./saes/", f"{ROOT}/saes/").replace(
+        "vectors: steering_vectors.pt", f"vectors: {ROOT}/steering_vectors.pt"))
+    proc, url, _ = start_app(demo, timeout_s=240)
+    yield url
+    stop_app(proc)
+
+
+@pytest.fixture(scope="module")
+def page(shipped_app):
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium (.ci/run does) or set STEERING_CHROMIUM")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1400})
+        page.goto(f"{shipped_app}?tokens=12&temp=0")
+        expect(page.locator("#strength-0 input[type=number]")).to_have_value("40", timeout=120_000)
+        yield page
+        browser.close()
+
+
+def _number(page, elem_id):
+    return page.locator(f"#{elem_id} input[type=number]")
+
+
+def test_adding_a_feature_keeps_every_slider_and_box_as_left(page):
+    first = _number(page, "strength-0")
+    first.fill("77")
+    first.press("Enter")
+    page.locator("#on-1 input[type=checkbox]").check()
+    picked = _number(page, "picked-feature")
+    picked.fill("14200")
+    page.click("#steer-with")
+    expect(page.locator("#strength-4")).to_be_visible(timeout=60_000)
+    expect(page.locator("#strength-4")).to_contain_text("14200")
+    expect(first).to_have_value("77")
+    expect(page.locator("#on-1 input[type=checkbox]")).to_be_checked()
+    expect(page.locator("#on-2 input[type=checkbox]")).not_to_be_checked()
+
+
+def test_enter_sends_and_shift_enter_starts_a_new_line(page):
+    box = page.locator("#message textarea")
+    box.click()
+    page.keyboard.type("first line")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("second line")
+    expect(box).to_have_value("first line\nsecond line")
+    expect(page.locator("#steered-chat")).not_to_contain_text("first line")
+    box.fill("")
+    box.click()
+    page.keyboard.type("Tell me about dogs")
+    page.keyboard.press("Enter")
+    expect(page.locator("#steered-chat")).to_contain_text("Tell me about dogs", timeout=60_000)
+    expect(box).to_have_value("")
+    expect(page.locator("#panel-note")).to_contain_text("over the words of your message", timeout=120_000)
+
+
+def test_a_feature_card_opens_from_the_inspector_table_and_from_a_slider(page):
+    table = page.locator("#top-features")
+    expect(table).to_contain_text("dog", timeout=120_000)
+    first_index = table.locator("[role=gridcell]").first
+    index = first_index.inner_text().strip()
+    first_index.click()
+    card = page.locator("#feature-card-chat")
+    expect(card).to_contain_text(f"Feature {index}", timeout=60_000)
+    expect(card).to_contain_text("held-out tokens")
+    expect(card).to_contain_text("Top-activating contexts")
+    expect(page.locator("#feature-histogram-chat")).to_be_visible()
+
+    page.click("#card-0")
+    expect(card).to_contain_text("Feature 8672", timeout=60_000)
+    expect(card).to_contain_text("football")
+
+
+def test_a_token_click_shows_its_own_features(page):
+    page.locator("#token-view").get_by_text("dogs").first.click()
+    tokens = page.locator("#token-features")
+    expect(tokens).to_be_visible(timeout=30_000)
+    expect(tokens).to_contain_text("dog")
+
+
+def test_a_phrase_becomes_a_slider_that_is_on(page):
+    page.locator("#phrase textarea").fill("the ocean")
+    page.click("#phrase-go")
+    slot = page.locator("#strength-5")
+    expect(slot).to_be_visible(timeout=120_000)
+    expect(page.locator("#on-5 input[type=checkbox]")).to_be_checked()
+    value = float(_number(page, "strength-5").input_value())
+    assert 20 <= value <= 60, value
+    assert re.search(r"ocean|sea|marine|water", slot.inner_text().lower()), slot.inner_text()
