@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -149,3 +150,25 @@ TRAIN_TEXTS = [  # a few sentences on different topics: a tiny real-activation b
     "Dogs are loyal companions; a puppy needs patience, walks and a little training each day.",
     "Stars form in clouds of gas and dust, and some end their lives as black holes.",
 ]
+
+
+CHROMIUM = os.environ.get("STEERING_CHROMIUM", "/usr/bin/chromium")
+BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+@contextmanager
+def browser_page(width: int = 1400, height: int = 1200):
+    """A page of Debian's Chromium driven by Playwright (it cannot download browsers here)."""
+    import shutil
+
+    import pytest
+    from playwright.sync_api import sync_playwright
+
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium (.ci/run does) or set STEERING_CHROMIUM")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()

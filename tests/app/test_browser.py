@@ -1,29 +1,21 @@
 """The app in a real browser: Debian Chromium driven by Playwright (it cannot download browsers here)."""
 
 import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, browser_page
 
-CHROMIUM = os.environ.get("STEERING_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("STEERING_ARTIFACTS", ROOT / "test-artifacts"))
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 
 
 @pytest.fixture(scope="module")
 def page():
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium (.ci/run does) or set STEERING_CHROMIUM")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    with browser_page() as page:
         yield page
-        browser.close()
 
 
 def _number(page, elem_id):

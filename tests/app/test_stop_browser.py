@@ -7,15 +7,13 @@ job.cancel() returns, and the next message is answered.
 """
 
 import random
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 from gradio_client import Client
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.app.test_browser import CHROMIUM, FLAGS
+from tests.helpers import browser_page
 
 STORY = "Write a long story about a sailor and the sea."
 ROUNDS = 8
@@ -42,12 +40,8 @@ def _wait_for(condition, timeout_s: float, what: str) -> None:
 
 @pytest.fixture(scope="module")
 def page():
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium (.ci/run does) or set STEERING_CHROMIUM")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser.new_page(viewport={"width": 1400, "height": 1200})
-        browser.close()
+    with browser_page() as page:
+        yield page
 
 
 @pytest.mark.browser

@@ -2,18 +2,12 @@
 adding a feature keeps every slider as it was left, feature cards open from the inspector and from a
 slider, and a phrase becomes a slider."""
 
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.helpers import ROOT, start_app, stop_app
-
-CHROMIUM = os.environ.get("STEERING_CHROMIUM", "/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+from tests.helpers import ROOT, browser_page, start_app, stop_app
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +24,10 @@ def shipped_app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(shipped_app):
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium (.ci/run does) or set STEERING_CHROMIUM")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1400})
+    with browser_page(1500, 1400) as page:
         page.goto(f"{shipped_app}?tokens=12&temp=0")
         expect(page.locator("#strength-0 input[type=number]")).to_have_value("40", timeout=120_000)
         yield page
-        browser.close()
 
 
 def _number(page, elem_id):
