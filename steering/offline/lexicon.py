@@ -173,5 +173,13 @@ def concept_for(label: str | None) -> Concept | None:
 def mentions(text: str, keywords: Sequence[str]) -> bool:
     """Whether `text` contains one of `keywords` as a whole word, case-insensitive; an ending "s", "es", "d", "ed"
     or "ing" is allowed, so "laughed" counts for "laugh" and "galaxies" needs its own keyword."""
-    pattern = r"\b(?:" + "|".join(re.escape(k) for k in keywords) + r")(?:s|es|d|ed|ing)?\b"
-    return re.search(pattern, text, flags=re.IGNORECASE) is not None
+    return bool(matches(text, keywords, first=True))
+
+
+def matches(text: str, keywords: Sequence[str], first: bool = False) -> list[str]:
+    """The keywords `text` mentions (as `mentions` reads them), lower-case, in order of appearance."""
+    if not keywords:
+        return []
+    pattern = r"\b(" + "|".join(re.escape(k) for k in sorted(keywords, key=len, reverse=True)) + r")(?:s|es|d|ed|ing)?\b"
+    found = re.finditer(pattern, text, flags=re.IGNORECASE)
+    return [m.group(1).lower() for m in (found if not first else [next(found, None)]) if m is not None]
