@@ -1,5 +1,7 @@
 """`Engine`: the one owner of a loaded model and everything attached to it.
 
+Longer than 300 lines: one owner for the model's lifetime across three backends (hooks, nnsight, vLLM).
+
 It owns the model, tokenizer, steering vectors, the lazily loaded SAEs and typical norms, the
 hooks on the model, the lock, the batcher and the small-batch patch, and `close()` (or leaving a
 `with` block) undoes every one of them. Options (batching, device, dtype) are chosen when it is
@@ -67,6 +69,9 @@ class Engine:
         self.saes = SAECache(self._open_sae)
         self.norms = TypicalNorms(model, tokenizer)
         self._lock = ForkSafeLock()
+        if self.backend == "vllm":
+            self._serve_on_vllm(batching)
+            return
         runner = None
         if self.backend == "nnsight":  # may refuse (nnsight not installed) before anything is attached
             from steering.generate.nnsight import NNsightRunner
@@ -81,6 +86,16 @@ class Engine:
         self.batcher = Batcher(self.decoder.run, batch_window_s if batching else 0.0, max_batch if batching else 1)
         self._patched = self.batcher.batching and speed_up_small_batches(model) > 0
 
+    def _serve_on_vllm(self, batching: bool) -> None:
+        from steering.serving.vllm_engine import vllm_decoder
+
+        self.hooks, self._patched = None, False
+        self.decoder = vllm_decoder(self, batching)
+        self.batcher = Batcher(self.decoder.run, 0.0, 1)  # vLLM batches every request itself
+
+    def _steered(self, plan: SteeringPlan | None):  # inspection under `plan` on this thread
+        return self.hooks.steering(plan) if self.hooks is not None else self.model.steering(plan)
+
     @classmethod
     def from_config(cls, config: str | Path | DemoConfig = "demo.yaml", *, batching: bool = False,
                     batch_window_s: float = 0.015, max_batch: int = 8, log: Callable[[str], None] = _stderr,
@@ -90,7 +105,12 @@ class Engine:
             config = load_config(config)
         if overrides:
             config = replace(config, **overrides)
-        model, tokenizer = load_model(config.model_source(), device=config.device, dtype=config.dtype)
+        if config.backend == "vllm":
+            from steering.serving.vllm_model import open_vllm_model
+
+            model, tokenizer = open_vllm_model(config)
+        else:
+            model, tokenizer = load_model(config.model_source(), device=config.device, dtype=config.dtype)
         config.check_against(num_layers(model))
         vectors = vectors_for_config(config, log=log, d_model=model.config.hidden_size)
         return cls(config, model, tokenizer, vectors, batching=batching, batch_window_s=batch_window_s,
@@ -101,6 +121,9 @@ class Engine:
         if self._patched:
             undo_small_batches(self.model)
             self._patched = False
+        if self.hooks is None:
+            self.model.engine.close()
+            return
         detach(self.model, owner=self)
 
     def __enter__(self) -> "Engine":
@@ -262,7 +285,7 @@ class Engine:
         """Codes (N, F) at each prompt's last token; unsteered unless a `plan` is given."""
         layer = self.inspector_layer if layer is None else layer
         sae = self.sae(layer)
-        with self.hooks.steering(plan):
+        with self._steered(plan):
             return capture.encode_prompts(self.model, self.tokenizer, sae, prompts, layer, chat=chat,
                                           system_prompt=self.config.system_prompt)
 
@@ -274,7 +297,7 @@ class Engine:
     def message_codes(self, message: str, layer: int | None = None, plan: SteeringPlan | None = None) -> MessageCodes:
         """SAE codes at each token of the visitor's `message` (template tokens left out), unsteered unless `plan`."""
         layer = self.inspector_layer if layer is None else layer
-        with self.hooks.steering(plan):
+        with self._steered(plan):
             return capture.message_codes(self.model, self.tokenizer, self.sae(layer), message, layer, self.config.system_prompt)
 
     def typical_norm(self, layer: int) -> float:

@@ -11,11 +11,16 @@ app) and the test tiers, marked by directory:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
+
+
+# tests/vllm runs only inside .venv-vllm, started by tests/integration/test_vllm_suite.py.
+collect_ignore = [] if os.environ.get("STEERING_VLLM_SUITE") == "1" else ["vllm"]
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,7 @@ from steering.config.schema import (
     FeatureSpec,
     GenerationSettings,
     SAESpec,
+    VLLMSettings,
 )
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "FeatureSpec",
     "SAESpec",
     "GenerationSettings",
+    "VLLMSettings",
     "DemoConfig",
     "parse_config",
     "load_config",

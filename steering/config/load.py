@@ -23,6 +23,7 @@ from steering.config.schema import (
     FeatureSpec,
     GenerationSettings,
     SAESpec,
+    VLLMSettings,
 )
 
 _TOP_KEYS = (
@@ -39,10 +40,12 @@ _TOP_KEYS = (
     "inspector_layer",
     "vectors",
     "backend",
+    "vllm",
 )
 _SCALAR_KEYS = ("model", "device", "dtype", "mode", "steer_special_tokens", "steer_generated_only", "system_prompt", "inspector_layer", "backend")
 _SAE_KEYS = ("source", "format", "path", "revision", "k")
 _FEATURE_KEYS = ("layer", "index", "strength", "label", "mode", "range", "enabled")
+_VLLM_KEYS = ("tensor_parallel_size", "max_model_len", "max_num_seqs", "kv_cache_gib", "enable_prefix_caching")
 _GEN_KEYS = ("max_new_tokens", "temperature", "top_p", "repetition_penalty", "seed")
 _FEATURE_EXAMPLE = "write [15, 21576, 8.0] or {layer: 15, index: 21576, strength: 8.0}"
 
@@ -68,6 +71,7 @@ def parse_config(data: Mapping, base_dir: Path = Path(".")) -> DemoConfig:
     parts_ok = len(problems) == before
     generation = _parse_generation(problems, data.get("generation"))
     vectors = data.get("vectors")
+    vllm = _parse_vllm(problems, data.get("vllm"))
 
     # Stand-ins for parts already reported, so DemoConfig reports only its own fields: no features when
     # an entry or the SAE failed (their positions and the pin check would be wrong), and the defaults.
@@ -80,6 +84,7 @@ def parse_config(data: Mapping, base_dir: Path = Path(".")) -> DemoConfig:
         sae=sae,
         features=features if parts_ok else (),
         generation=generation or GenerationSettings(),
+        vllm=vllm or VLLMSettings(),
         vectors=DEFAULT_VECTORS if vectors is None else vectors,
         base_dir=Path(base_dir),
     )
@@ -163,6 +168,16 @@ def _parse_generation(problems: list[str], raw: Any) -> GenerationSettings | Non
         return None
     problems += [unknown_key("generation.", k, _GEN_KEYS) for k in raw if k not in _GEN_KEYS]
     return _build(problems, GenerationSettings, **{k: raw[k] for k in _GEN_KEYS if k in raw})
+
+
+def _parse_vllm(problems: list[str], raw: Any) -> VLLMSettings | None:
+    if raw is None:
+        return VLLMSettings()
+    if not isinstance(raw, Mapping):
+        problems.append(problem("vllm", "expected a mapping", raw, "write vllm: {tensor_parallel_size: 1, max_model_len: 4096}"))
+        return None
+    problems += [unknown_key("vllm.", k, _VLLM_KEYS) for k in raw if k not in _VLLM_KEYS]
+    return _build(problems, VLLMSettings, **{k: raw[k] for k in _VLLM_KEYS if k in raw})
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

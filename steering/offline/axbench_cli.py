@@ -1,4 +1,4 @@
-"""`python -m steering.offline.axbench score | probes`: see `steering.offline.axbench`."""
+"""`python -m steering.offline.axbench score | probes | pick`: see `steering.offline.axbench` and `axbench_pick`."""
 
 from __future__ import annotations
 
@@ -20,12 +20,20 @@ from steering.offline.axbench import (
     score_unsteered,
 )
 from steering.offline.axbench_concepts import PROBE_HELDOUT_TEMPLATES, SPLITS, TIGHT
-from steering.offline.axbench_grades import summarise
+from steering.offline.axbench_grades import fluency_ratio, median_ppl_ratio, summarise
 
 
-def _merge(per_seed: Sequence[dict]) -> dict:
+def _merge(per_seed: Sequence[dict], unsteered: Sequence[dict] | None = None) -> dict:
+    """Rows of all seeds together; with the unsteered results of the same seeds, each summary (merged and per
+    seed) also gets the fluency ratio against them (pooled) and the median prompt-free ppl ratio."""
     rows = [r for s in per_seed for r in s["rows"]]
-    return {"summary": summarise(rows), "per_seed": [s["summary"] for s in per_seed], "rows": rows}
+    out = {"summary": summarise(rows), "per_seed": [dict(s["summary"]) for s in per_seed], "rows": rows}
+    if unsteered is not None:
+        base = [r for u in unsteered for r in u["rows"]]
+        for summ, s, u in [(out["summary"], {"rows": rows}, {"rows": base})] + list(zip(out["per_seed"], per_seed, unsteered)):
+            summ["fluency_ratio"] = round(fluency_ratio(s["rows"], u["rows"]), 4)
+            summ["median_ppl_ratio"] = median_ppl_ratio(s["rows"])
+    return out
 
 
 def score(config: str, out: Path | None, features: Sequence[str] | None = None, split: str = "report",
@@ -43,7 +51,7 @@ def score(config: str, out: Path | None, features: Sequence[str] | None = None, 
     scorer = Scorer.fit(engine, max_new_tokens, SPLITS["pick"][:fit_prompts], probe_layer=probe_layer, cache=cache,
                         probe_tokens=probe_tokens)
     print(f"thresholds {scorer.thresholds.to_dict()} ({time.time() - t0:.0f}s)", flush=True)
-    feats = [engine.feature(k) for k in features] if features else list(engine.features)
+    feats = [_feature(engine, k, mode, (concepts or {}).get(k)) for k in features] if features else list(engine.features)
     result = {"config": config, "split": split, "prompts": list(prompts), "seeds": list(seeds),
               "max_new_tokens": max_new_tokens, "probe_layer": probe_layer, "thresholds": scorer.thresholds.to_dict(),
               "fit": scorer.fit_info, "probes": {}, "features": []}
@@ -52,12 +60,14 @@ def score(config: str, out: Path | None, features: Sequence[str] | None = None, 
         settings = [(mode or f.mode or engine.config.mode, s) for s in strengths] if strengths else \
             [(f.mode or engine.config.mode, f.strength)]
         entry = {"key": str(f.key), "label": f.label, "concept": c.name, "kind": c.kind, "runs": []}
+        unsteered = [score_unsteered(engine, c, prompts, seed, scorer=scorer) for seed in seeds]
         for m, s in settings:
-            run = _merge([score_feature(engine, f, s, m, prompts, seed, concept=c, scorer=scorer) for seed in seeds])
+            run = _merge([score_feature(engine, f, s, m, prompts, seed, concept=c, scorer=scorer) for seed in seeds],
+                         unsteered)
             entry["runs"].append({"mode": m, "strength": s, **run})
             print(f"{f.key} {c.name} {m} {s:g}: {_fmt(run['summary'])} ({time.time() - t0:.0f}s)", flush=True)
-        entry["baseline"] = _merge([score_baseline(engine, c, prompts, seed, scorer=scorer) for seed in seeds])
-        entry["unsteered"] = _merge([score_unsteered(engine, c, prompts, seed, scorer=scorer) for seed in seeds])
+        entry["baseline"] = _merge([score_baseline(engine, c, prompts, seed, scorer=scorer) for seed in seeds], unsteered)
+        entry["unsteered"] = _merge(unsteered, unsteered)
         print(f"{f.key} {c.name} system prompt: {_fmt(entry['baseline']['summary'])}; unsteered: "
               f"{_fmt(entry['unsteered']['summary'])} ({time.time() - t0:.0f}s)", flush=True)
         p = scorer.probe(c)
@@ -67,6 +77,18 @@ def score(config: str, out: Path | None, features: Sequence[str] | None = None, 
     if out is not None:
         write(result, out)
     return result
+
+
+def _feature(engine, key: str, mode: str | None, concept: str | None):
+    """The config's feature `key`, or (not in the config) the SAE feature `L<layer>:<index>` itself."""
+    from steering.config import FeatureSpec
+    from steering.keys import FeatureKey
+
+    try:
+        return engine.feature(key)
+    except KeyError:
+        k = FeatureKey.parse(key)
+        return FeatureSpec(layer=k.layer, index=k.index, mode=mode, label=concept or str(k))
 
 
 def write(result: dict, out: Path) -> None:
@@ -79,8 +101,9 @@ def write(result: dict, out: Path) -> None:
 
 
 def _fmt(s: dict) -> str:
+    ratio = f", fluency ratio {s['fluency_ratio']:.2f}" if "fluency_ratio" in s else ""
     return (f"concept {s['concept']:.2f} instruction {s['instruction']:.2f} fluency {s['fluency']:.2f} "
-            f"score {s['score']:.2f} (lexicon {s['lexicon']:.0%}, probe {s['probe']:.0%})")
+            f"score {s['score']:.2f} (lexicon {s['lexicon']:.0%}, probe {s['probe']:.0%}{ratio})")
 
 
 def probes(config: str, layers: Sequence[int], concepts: Sequence[str], out: Path | None = None,
@@ -139,11 +162,16 @@ def main(argv: list[str] | None = None) -> None:
     pp.add_argument("--layers", default="10,15,20,25")
     pp.add_argument("--concepts", default=",".join(TIGHT))
     pp.add_argument("--out", type=Path, default=None)
+    from steering.offline import axbench_pick
+
+    axbench_pick.add_parser(sub)
     for sp in (ps, pp):
         sp.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest on a busy small machine)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.cmd == "score":
+    if args.cmd == "pick":
+        axbench_pick.run(args)
+    elif args.cmd == "score":
         concepts = dict(kv.split("=", 1) for kv in args.concepts.split(",")) if args.concepts else None
         r = score(args.config, args.out, args.features.split(",") if args.features else None, args.split,
                   [int(s) for s in args.seeds.split(",")],

@@ -9,11 +9,17 @@
   f_rep = 2 if rep3 <= 0.1, 1 if rep3 <= 0.3, else 0 (rep3: share of an answer's word 3-grams that repeat an earlier one);
 - score = 3 / (1/c + 1/i + 1/f), 0 if any grade is 0 (AxBench's harmonic mean with its zero rule; max 2).
 
+Also reported (not a grade): the fluency ratio of `evaluate` / `scoring.score`, the pooled perplexity of a set of
+answers under the unsteered model after their own chat prompt, over that of the unsteered answers to the same
+prompts (`fluency_ratio`, from the rows' `nll` = -lp_prompt and `tokens`), and the median per-answer prompt-free
+`ppl_ratio` (`median_ppl_ratio`).
+
 Probe: w = mean(concept) - mean(neutral) on the training texts' pooled residuals, s(x) = x . w / |w|;
 the threshold maximises balanced accuracy on held-out texts (the middle of the best interval)."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -124,6 +130,22 @@ class DiffMeanProbe:
 
     def fires(self, x: Tensor) -> Tensor:
         return self.scores(x) > self.threshold
+
+
+def fluency_ratio(rows: Sequence[dict], base_rows: Sequence[dict]) -> float:
+    """exp(sum nll / sum tokens) of `rows` over the same of `base_rows` (pooled over answers, as
+    `scoring.score`'s `fluency_ratio`): rows carry `nll` (nats, after the chat prompt) and `tokens`."""
+    def ppl(rs):
+        n = sum(int(r.get("tokens") or 0) for r in rs)
+        return math.exp(sum(float(r.get("nll") or 0.0) for r in rs) / n) if n else float("nan")
+
+    return ppl(rows) / ppl(base_rows)
+
+
+def median_ppl_ratio(rows: Sequence[dict]) -> float | None:
+    """Median of the rows' prompt-free `ppl_ratio` (empty answers left out), None if there is none."""
+    vals = [float(r["ppl_ratio"]) for r in rows if r.get("ppl_ratio") is not None]
+    return percentile(vals, 50) if vals else None
 
 
 def summarise(rows: Sequence[dict]) -> dict:

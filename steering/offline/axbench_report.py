@@ -5,9 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def _ratio(s: dict, key: str) -> str:
+    return "-" if s.get(key) is None else f"{s[key]:.2f}"
+
+
 def _cells(s: dict) -> str:
     return (f"{s['concept']:.2f} | {s['instruction']:.2f} | {s['fluency']:.2f} | **{s['score']:.2f}** | "
-            f"{s['lexicon']:.0%} | {s['probe']:.0%} |")
+            f"{s['lexicon']:.0%} | {s['probe']:.0%} | {_ratio(s, 'fluency_ratio')} | {_ratio(s, 'median_ppl_ratio')} |")
+
+
+def _per_seed(e: dict) -> list[str]:
+    """One row per steered run: inclusion, fluency ratio and score at each seed, and the baseline's score."""
+    out = []
+    for r in e["runs"]:
+        cells = []
+        for s, b in zip(r.get("per_seed", []), e["baseline"].get("per_seed", [])):
+            cells.append(f"{s['lexicon']:.0%} / {_ratio(s, 'fluency_ratio')} / {s['score']:.2f} vs {b['score']:.2f}")
+        out.append(f"| {e['label']} ({e['key']}) [{e['concept']}] | {r['mode']} {r['strength']:g} | " + " | ".join(cells) + " |")
+    return out
 
 
 def markdown(result: dict) -> str:
@@ -15,15 +30,26 @@ def markdown(result: dict) -> str:
     lines = [f"AxBench-style scores: {result['split']} split, {len(result['prompts'])} prompts x seeds "
              f"{', '.join(map(str, result['seeds']))}, {result['max_new_tokens']}-token answers, probe at layer "
              f"{result['probe_layer']} ({result['seconds']:.0f} s).", "",
-             "| feature | condition | concept | instruction | fluency | score | lexicon hit | probe fires |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| feature | condition | concept | instruction | fluency | score | lexicon hit | probe fires | fluency ratio "
+             "| ppl ratio (median) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for e in result["features"]:
         name = f"{e['label']} ({e['key']}) [{e['concept']}]"
         for r in e["runs"]:
             lines.append(f"| {name} | {r['mode']} {r['strength']:g} | " + _cells(r["summary"]))
         lines.append(f"| {name} | system prompt | " + _cells(e["baseline"]["summary"]))
         lines.append(f"| {name} | unsteered | " + _cells(e["unsteered"]["summary"]))
-    lines += ["", "Grades are means over answers (0-2); score: mean of the per-answer harmonic mean, 0 if any grade is 0.", "",
+    if any(r.get("per_seed") for e in result["features"] for r in e["runs"]):
+        seeds = result["seeds"]
+        lines += ["", "Per seed: lexicon hit / fluency ratio / score vs the system prompt's score.", "",
+                  "| feature | condition | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+                  "|---|---|" + "---|" * len(seeds)]
+        for e in result["features"]:
+            lines += _per_seed(e)
+    lines += ["", "Grades are means over answers (0-2); score: mean of the per-answer harmonic mean, 0 if any grade is 0. "
+              "Fluency ratio: pooled perplexity of the answers after their chat prompt under the unsteered model, over "
+              "that of the unsteered answers (as `evaluate`); ppl ratio (median): the fluency grade's per-answer "
+              "prompt-free perplexity over the median unsteered one.", "",
               "| threshold | value |", "|---|---|",
               f"| instruction 2: relevance >= t2 (nats/token) | {th['t2']:.3f} |",
               f"| instruction 1: relevance >= t1 | {th['t1']:.3f} |",

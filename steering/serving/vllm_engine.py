@@ -148,6 +148,7 @@ class VLLMDecoder:
                     r.tokens.append(int(token))
                     r.text.put(torch.tensor([int(token)]))
                 finished = out.finished
+                r.cached_tokens = max(r.cached_tokens, int(getattr(out, "num_cached_tokens", 0) or 0))
         finally:
             watcher.cancel()
             if not finished:
@@ -160,3 +161,15 @@ class VLLMDecoder:
         while not r.stop_event.is_set():
             await asyncio.sleep(STOP_POLL_S)
         await self.engine.llm.abort(rid)
+
+
+def vllm_decoder(engine, batching: bool) -> VLLMDecoder:
+    """The decoder of an `Engine` whose model is a `VLLMModel`."""
+    from steering.model.chat_template import PLAIN_TURN_STOP
+
+    if batching:
+        engine.log("batching is vLLM's own on backend: vllm (the engine's batch window is not used)")
+    engine.model.special_ids = list(engine.special_ids)
+    stop_text = None if getattr(engine.tokenizer, "chat_template", None) else PLAIN_TURN_STOP
+    return VLLMDecoder(engine.model.engine, engine.tokenizer, engine.eos_ids(), engine.special_ids,
+                       engine.model.sae_source, stop_text=stop_text)

@@ -34,7 +34,11 @@ FORBIDDEN_IN_RUNTIME = {
 OFFLINE_ONLY = {"matplotlib": "the evaluation's plot (steering/offline/evaluate.py)"}
 FORBIDDEN_IN_APP = {"torch": "the service returns display-ready data", "transformers": "the engine owns the model"}
 # Runtime imports that are optional and not installed on the Space: the module explains how to add them.
-OPTIONAL_RUNTIME = {"nnsight": "`backend: nnsight` (steering/generate/nnsight.py); installed by requirements-dev.txt"}
+OPTIONAL_RUNTIME = {
+    "nnsight": "`backend: nnsight` (steering/generate/nnsight.py); installed by requirements-dev.txt",
+    "vllm": "`backend: vllm` (steering/serving/); requirements-vllm-cpu.txt / requirements-vllm.txt",
+    "interp_engine": "`backend: vllm`'s worker extension (steering/serving/vllm_worker.py); requirements-vllm*.txt",
+}
 # Import name -> distribution name, where they differ.
 DISTRIBUTIONS = {"yaml": "pyyaml"}
 MAX_LINES = 300

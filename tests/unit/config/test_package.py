@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_public_names_are_reexported_from_their_modules():
     assert set(config.__all__) == {
         "MODES", "SAE_FORMATS", "DTYPES", "BACKENDS", "DEFAULT_MODEL", "DEFAULT_VECTORS", "IGNORED_KEYS", "ALIASES",
-        "ConfigError", "FeatureSpec", "SAESpec", "GenerationSettings", "DemoConfig", "parse_config", "load_config",
+        "ConfigError", "FeatureSpec", "SAESpec", "GenerationSettings", "VLLMSettings", "DemoConfig", "parse_config", "load_config",
     }  # fmt: skip
     for name in config.__all__:
         home = next(m for m in (schema, load, legacy, problems) if hasattr(m, name))

