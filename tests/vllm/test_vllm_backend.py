@@ -21,7 +21,7 @@ def steer(engine, strengths: dict, mode: str, **options) -> SteeringPlan:
     """A plan for shipped SAE features by key, whatever demo.yaml's feature list holds."""
     keys = [FeatureKey.parse(k) for k in strengths]
     features = [FeatureSpec(layer=k.layer, index=k.index) for k in keys]
-    return enginsteer(e, dict(zip(map(str, keys), strengths.values())), mode, features=features, **options)
+    return engine.plan(dict(zip(map(str, keys), strengths.values())), mode, features=features, **options)
 
 
 def answer(engine, plan, settings, prompt=PROMPT):
@@ -67,7 +67,7 @@ def test_steering_changes_the_answer(hf_engine, vllm_engine, greedy):
 
 def test_eight_concurrent_configs_each_equal_their_solo_answer(hf_engine, vllm_engine, greedy):
     keys = ["L15:8672", "L15:8241", "L15:15305", "L15:6759"]
-    plans = [vllm_enginsteer(e, {k: s}, m) for k in keys for s, m in ((40, "clamp"), (25, "add"))]
+    plans = [steer(vllm_engine, {k: s}, m) for k in keys for s, m in ((40, "clamp"), (25, "add"))]
     solo = [answer(vllm_engine, p, greedy).tokens for p in plans]
     assert len({tuple(t) for t in solo}) == 8, "the eight configs should give eight different answers"
     rows = [vllm_engine.request(PROMPT, p, greedy) for p in plans]
@@ -77,7 +77,7 @@ def test_eight_concurrent_configs_each_equal_their_solo_answer(hf_engine, vllm_e
 
 def test_seeded_sampling_repeats_and_seeds_differ(vllm_engine, configs):
     settings = replace(configs[0].generation, max_new_tokens=24, seed=7)
-    plan = vllm_enginsteer(e, {"L15:8241": 30}, "add")
+    plan = steer(vllm_engine, {"L15:8241": 30}, "add")
     a, b = answer(vllm_engine, plan, settings).tokens, answer(vllm_engine, plan, settings).tokens
     c = answer(vllm_engine, plan, replace(settings, seed=8)).tokens
     assert a == b and a != c
@@ -118,7 +118,7 @@ def test_inspector_reads_residuals_from_the_engine(hf_engine, vllm_engine):
     assert got.tokens == ref.tokens
     assert torch.allclose(got.codes, ref.codes, atol=2e-3, rtol=1e-3), float((got.codes - ref.codes).abs().max())
     assert torch.equal(got.codes.topk(3).indices, ref.codes.topk(3).indices)
-    steered = vllm_enginsteer(e, {"L15:8672": 40}, "clamp")
+    steered = steer(vllm_engine, {"L15:8672": 40}, "clamp")
     assert torch.allclose(vllm_engine.message_codes(message, plan=steered).codes,
                           hf_engine.message_codes(message, plan=steered).codes, atol=2e-3, rtol=1e-3)
     assert abs(vllm_engine.typical_norm(15) - hf_engine.typical_norm(15)) < 1e-2 * hf_engine.typical_norm(15)
@@ -131,7 +131,7 @@ def test_prefix_cache_never_crosses_steering(hf_engine, vllm_engine, greedy):
     prompt = ("Here are my notes from a quiet week. " + " ".join(
         f"On day {i} I woke early, read the paper, walked to the shop on the corner and wrote a letter to a friend."
         for i in range(1, 9)) + " Describe a quiet morning in a small town, in a few sentences.")
-    steer = vllm_enginsteer(e, {"L15:15305": 30}, "clamp")
+    steer = steer(vllm_engine, {"L15:15305": 30}, "clamp")
     expected = {name: answer(hf_engine, plan, greedy, prompt).tokens for name, plan in (("plain", None), ("steer", steer))}
     runs = [(name, answer(vllm_engine, plan, greedy, prompt))
             for name, plan in (("plain", None), ("steer", steer), ("plain", None), ("steer", steer))]
