@@ -94,6 +94,7 @@ def _plan(value: Any, engine) -> SteeringPlan:
         raise UserError(f"steering.{extra[0]}: not a steering field (it would be ignored). Use features, mode, "
                         "steer_special_tokens or generated_only.")
     mode = None if value.get("mode") is None else inputs.choice(value["mode"], "steering.mode", MODES)
+    special, generated = _optional_flag(value, "steer_special_tokens"), _optional_flag(value, "generated_only")
     items = value.get("features") or []
     if not isinstance(items, list):
         raise inputs.refuse("steering.features", 'a list of {"key": "L15:123", "strength": 40, "mode": "add"}', items)
@@ -118,8 +119,7 @@ def _plan(value: Any, engine) -> SteeringPlan:
                             "Use add or clamp.")
     if not features:
         return SteeringPlan()
-    return engine.plan_resolved(strengths, mode, features,
-                                _optional_flag(value, "steer_special_tokens"), _optional_flag(value, "generated_only"))
+    return engine.plan_resolved(strengths, mode, features, special, generated)
 
 
 def _optional_flag(value: Mapping, name: str) -> bool | None:

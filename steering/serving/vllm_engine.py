@@ -23,7 +23,8 @@ import torch
 
 from steering.generate.decode import Request
 from steering.serving.payload import to_payload
-from steering.serving.vllm_worker import EXTENSION
+
+EXTENSION = "steering.serving.vllm_worker.SteeringWorkerExtension"  # imported by vLLM's worker, not here
 
 STOP_POLL_S = 0.005
 

@@ -15,8 +15,6 @@ from interp_engine.vllm_plugin import InterpWorkerExtension
 
 from steering.serving.payload import from_payload
 
-EXTENSION = "steering.serving.vllm_worker.SteeringWorkerExtension"
-
 
 class SteeringWorkerExtension(InterpWorkerExtension):
     """Adds `register_plan` / `unregister_plan` to interp-engine's capture and steering methods."""
