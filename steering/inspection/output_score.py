@@ -149,6 +149,13 @@ def output_scores(model, layer: int, directions: Tensor, prompts: Sequence[Tenso
     if not prompts:
         raise ValueError("output_scores needs at least one prompt")
     units = directions.float() / directions.float().norm(dim=1, keepdim=True).clamp_min(1e-12)
+    if hasattr(model, "read_residuals"):  # weights in a serving engine: its logprobs and ranks
+        if tokens is None or tokens.ndim != 1 or raised:
+            raise ValueError("on backend: vllm output scores take one token list for all features (a concept's)")
+        from steering.serving.vllm_model import paper_scores
+
+        score, base = paper_scores(model, layer, units, prompts, strength, tokens)
+        return OutputScores(score, base, tokens, None)
     tokens = logit_lens(model, units, k) if tokens is None else tokens.long().cpu()
     caches = [_Prefix(model, ids) for ids in prompts]
     base_logp = [torch.log_softmax(_last_logits(model, ids, c, 1), dim=-1) for ids, c in zip(prompts, caches)]

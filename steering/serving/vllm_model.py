@@ -115,3 +115,49 @@ def open_vllm_model(config) -> tuple[VLLMModel, object]:
         return {"folder": str(folder), "format": config.sae.format, "k": config.sae.k}
 
     return VLLMModel(path, engine, sae_source), tokenizer
+
+
+async def _next_token_logprobs(llm, ids: list[int], payload: dict | None, tokens: list[int]) -> dict:
+    """{token: (logprob, rank)} for the next token after `ids`, `payload` (None: unsteered) steering only the
+    last position: the worker is told the prompt ends one token early and the plan steers generated tokens."""
+    from vllm import SamplingParams
+
+    rid = f"score-{uuid.uuid4().hex}"
+    prompt: dict = {"prompt_token_ids": ids}
+    if payload is not None:
+        prompt["cache_salt"] = rid
+        await llm.collective_rpc("register_plan", args=(rid, payload, ids[:-1], []))
+    final = None
+    try:
+        params = SamplingParams(max_tokens=1, temperature=0.0, detokenize=False, logprob_token_ids=tokens)
+        async for out in llm.generate(prompt, params, rid):
+            final = out
+    finally:
+        if payload is not None:
+            await asyncio.shield(llm.collective_rpc("unregister_plan", args=(rid,)))
+    step = final.outputs[0].logprobs[0]
+    return {int(t): (float(lp.logprob), int(lp.rank)) for t, lp in step.items()}
+
+
+def paper_scores(model: VLLMModel, layer: int, units: Tensor, prompts: Sequence[Tensor], strength: float,
+                 tokens: Tensor) -> tuple[Tensor, Tensor]:
+    """`output_score.paper_score` averaged over `prompts`, for each unit direction added at `layer` with
+    `strength` at the prompt's last position (score) and unsteered (base), from vLLM's logprobs and ranks
+    of `tokens` (k,): one prefill request per direction and prompt, all in flight together."""
+    from steering.steer.plan import Edit, SteeringPlan
+
+    toks = [int(t) for t in tokens.reshape(-1).tolist()]
+    vocab = int(model.config.vocab_size)
+    ids = [[int(t) for t in p.reshape(-1).tolist()] for p in prompts]
+    llm = model.engine.llm
+    plans = [to_payload(SteeringPlan({layer: [Edit("add", u, float(strength))]}, generated_only=True)) for u in units]
+    jobs = [model.engine.submit(_next_token_logprobs(llm, p, payload, toks)) for payload in [None] + plans for p in ids]
+    got = [j.result() for j in jobs]
+
+    def score(found: dict) -> float:
+        logprob, rank = max(found.values())  # the most probable of the tokens, and how many tokens beat it
+        return (1 - (rank - 1) / vocab) * float(torch.tensor(logprob).exp())
+
+    per = torch.tensor([score({t: v for t, v in g.items() if t in toks}) for g in got]).reshape(len(plans) + 1, len(ids))
+    means = per.mean(dim=1)
+    return means[1:], means[0].expand(len(plans)).clone()

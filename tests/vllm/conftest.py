@@ -52,13 +52,31 @@ def _vectors(config):
 
 
 @pytest.fixture(scope="session")
-def vllm_engine(configs):
-    from steering.engine import Engine
+def app_module(configs, tmp_path_factory):
+    """app.py imported on a `backend: vllm` copy of demo.yaml: its engine is the suite's one vLLM engine."""
+    import importlib
+    import sys
 
+    import yaml
+
+    served = configs[1]
+    data = served.to_dict()
+    data["sae"]["source"] = served.sae_source()  # absolute: the copy lives elsewhere
+    data["vectors"] = str(served.vectors_path())
+    path = tmp_path_factory.mktemp("vllm") / "demo-vllm.yaml"
+    path.write_text(yaml.safe_dump(data))
+    os.environ["STEERING_CONFIG"] = str(path)
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    engine = Engine.from_config(configs[1])
-    yield engine
-    engine.close()
+    sys.path.insert(0, str(ROOT))
+    app = importlib.import_module("app")
+    assert app.ENGINE.backend == "vllm"
+    yield app
+    app.ENGINE.close()
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(app_module):
+    return app_module.ENGINE
 
 
 @pytest.fixture(scope="session")

@@ -140,3 +140,21 @@ def test_prefix_cache_never_crosses_steering(hf_engine, vllm_engine, greedy):
     cached = [r.cached_tokens for _, r in runs]
     assert cached[1] == 0, "a steered request must not reuse blocks computed unsteered"
     assert cached[2] > 0 and cached[3] > 0, "the same steering (or none) reuses its own blocks"
+
+
+def test_output_scores_from_the_engine_equal_the_transformers_ones(hf_engine, vllm_engine):
+    """Concept search ranks candidates by output score; on vLLM it reads logprobs and ranks from the engine."""
+    from steering.inspection.concept_rank import concept_output_scores
+
+    layer, candidates = 15, [8672, 8241, 15305, 6759, 100, 2000]
+    directions = hf_engine.sae(layer).W_dec[candidates]
+    ref = concept_output_scores(hf_engine.model, hf_engine.tokenizer, layer, directions, "music", 60.0)
+    got = concept_output_scores(vllm_engine.model, vllm_engine.tokenizer, layer, directions, "music", 60.0)
+    assert torch.allclose(got.base, ref.base, rtol=1e-3, atol=1e-6)
+    assert torch.allclose(got.score, ref.score, rtol=1e-3, atol=1e-6), (got.score, ref.score)
+    assert int(got.score.argmax()) == int(ref.score.argmax()) == 1  # the music feature
+
+
+def test_concept_search_works_on_the_engine(app_module):
+    rows = app_module.SERVICE.concept_search("music", n=5)
+    assert rows
