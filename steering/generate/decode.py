@@ -63,6 +63,7 @@ class Request:
     tokens: list[int] = field(default_factory=list)
     logits: list[Tensor] = field(default_factory=list)
     cached_tokens: int = 0  # prompt tokens served from a prefix cache (the vLLM backend reports them)
+    chat_key: str = ""  # the conversation's opening (remote servers: every turn of a chat goes to one server)
     done: bool = False
     error: BaseException | None = None
     finished: threading.Event = field(default_factory=threading.Event)

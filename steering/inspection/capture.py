@@ -42,16 +42,23 @@ def residuals(
     if isinstance(prompts, str):
         raise TypeError("prompts must be a sequence of strings, not one string: wrap it in a list")
     ids = [_prompt_ids(tokenizer, p, chat, system_prompt) for p in prompts]
-    if hasattr(model, "read_residuals"):  # a serving engine holds the weights: it captures (`serving.vllm_model`)
-        rows = model.read_residuals([x.tolist() for x in ids], layer)
-        if last_token_only:
-            return torch.stack([r[-1] for r in rows]) if rows else torch.empty(0, 0)
-        return rows
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    rows = read_ids(model, [x.tolist() for x in ids], layer, pad, batch_size)
+    if last_token_only:
+        return torch.stack([r[-1] for r in rows]) if rows else torch.empty(0, 0)
+    return rows
+
+
+def read_ids(model, prompts: Sequence[Sequence[int]], layer: int, pad: int = 0, batch_size: int = 8) -> list[Tensor]:
+    """Residual after decoder layer `layer` at every position of each token-id prompt, (T_i, d) float32 on
+    CPU: from the model (right-padded batches, so positions are each prompt's own), or from the serving
+    engine that holds the weights (`read_residuals`)."""
+    if hasattr(model, "read_residuals"):
+        return model.read_residuals(prompts, layer)
     out: list[Tensor] = []
-    for start in range(0, len(ids), batch_size):
-        chunk = ids[start : start + batch_size]
-        lengths = torch.tensor([len(x) for x in chunk])
+    for start in range(0, len(prompts), batch_size):
+        chunk = [torch.tensor(list(p), dtype=torch.long) for p in prompts[start : start + batch_size]]
+        lengths = [len(x) for x in chunk]
         batch, mask = padded(chunk, pad)
         with torch.inference_mode(), capture_residual(model, layer, stop_early=True) as cap:
             try:
@@ -59,10 +66,7 @@ def residuals(
             except StopForward:
                 pass
         hidden = cap[layer]  # (B, T, d)
-        for row, n in enumerate(lengths.tolist()):
-            out.append(hidden[row, n - 1] if last_token_only else hidden[row, :n])
-    if last_token_only:
-        return torch.stack(out) if out else torch.empty(0, 0)
+        out += [hidden[row, :n].float().cpu() for row, n in enumerate(lengths)]
     return out
 
 
@@ -95,17 +99,9 @@ def message_codes(model, tokenizer, sae, message: str, layer: int | None = None,
     """SAE codes at each token of `message`, read from the whole chat as the model answers from it."""
     layer = _sae_layer(sae, layer)
     ids, keep = message_positions(tokenizer, [{"role": "user", "content": message}], system_prompt)
-    if hasattr(model, "read_residuals"):
-        h = model.read_residuals([ids], layer)[0]
-        with torch.inference_mode():
-            codes = sae.encode(h[keep].to(sae.W_enc.device)).float().cpu()
-        return MessageCodes([tokenizer.decode([ids[i]]) for i in keep], codes)
-    with torch.inference_mode(), capture_residual(model, layer, stop_early=True) as cap:
-        try:
-            model(input_ids=torch.tensor([ids], device=model.device), use_cache=False)
-        except StopForward:
-            pass
-        codes = sae.encode(cap[layer][0, keep].to(sae.W_enc.device)).float().cpu()  # (T_message, F)
+    h = read_ids(model, [ids], layer)[0]
+    with torch.inference_mode():
+        codes = sae.encode(h[keep].to(sae.W_enc.device)).float().cpu()  # (T_message, F)
     return MessageCodes([tokenizer.decode([ids[i]]) for i in keep], codes)
 
 

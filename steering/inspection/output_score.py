@@ -149,12 +149,10 @@ def output_scores(model, layer: int, directions: Tensor, prompts: Sequence[Tenso
     if not prompts:
         raise ValueError("output_scores needs at least one prompt")
     units = directions.float() / directions.float().norm(dim=1, keepdim=True).clamp_min(1e-12)
-    if hasattr(model, "read_residuals"):  # weights in a serving engine: its logprobs and ranks
+    if hasattr(model, "paper_scores"):  # weights in a serving engine (`serving.served_model`)
         if tokens is None or tokens.ndim != 1 or raised:
-            raise ValueError("on backend: vllm output scores take one token list for all features (a concept's)")
-        from steering.serving.vllm_model import paper_scores
-
-        score, base = paper_scores(model, layer, units, prompts, strength, tokens)
+            raise ValueError("with a serving engine, output scores take one token list for all features (a concept's)")
+        score, base = model.paper_scores(layer, units, prompts, strength, tokens)
         return OutputScores(score, base, tokens, None)
     tokens = logit_lens(model, units, k) if tokens is None else tokens.long().cpu()
     caches = [_Prefix(model, ids) for ids in prompts]

@@ -16,6 +16,7 @@ from typing import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from steering.serving.engine_api import router as engine_router
 from steering.serving.openai_request import ChatRequest, parse
 from steering.service.limits import UserError
 
@@ -23,6 +24,7 @@ from steering.service.limits import UserError
 def create_app(engine):
     """The FastAPI app serving `engine` (which the caller owns and closes)."""
     app = FastAPI(title="steering: OpenAI-compatible steered chat")
+    app.include_router(engine_router(engine))  # what an app with backend: remote calls
 
     @app.get("/health")
     async def health():

@@ -15,7 +15,8 @@ from steering.steer.plan import Edit, SteeringPlan
 
 
 def to_payload(plan: SteeringPlan, sae_source: Callable[[int], dict] | None = None) -> dict:
-    """`plan` as lists and numbers; `sae_source(layer)` gives `{"folder", "format", "k"}` for TopK pins."""
+    """`plan` as lists and numbers; `sae_source(layer)` says where the SAE of a TopK pin is (`{"folder", "format",
+    "k"}` for a vLLM worker; a remote server uses its own SAE of that layer)."""
     layers = {}
     for layer, edits in plan.edits.items():
         rows = []
@@ -37,7 +38,7 @@ def _pin_source(edit: Edit, layer: int, sae_source) -> dict:
     if isinstance(reader, TopKFeature):
         if sae_source is None:
             raise ValueError("pin on a TopK SAE needs the SAE's folder to reach the serving engine")
-        return {"sae": sae_source(layer), "index": reader.index}
+        return {"sae": {**sae_source(layer), "layer": layer}, "index": reader.index}
     rule = getattr(reader, "__self__", None)  # a FeatureRule's bound `activation`
     if rule is None or not hasattr(rule, "__dataclass_fields__"):
         raise ValueError(f"pin reader {reader!r} cannot be sent to the serving engine")

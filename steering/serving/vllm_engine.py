@@ -170,7 +170,6 @@ def vllm_decoder(engine, batching: bool) -> VLLMDecoder:
 
     if batching:
         engine.log("batching is vLLM's own on backend: vllm (the engine's batch window is not used)")
-    engine.model.special_ids = list(engine.special_ids)
     stop_text = None if getattr(engine.tokenizer, "chat_template", None) else PLAIN_TURN_STOP
     return VLLMDecoder(engine.model.engine, engine.tokenizer, engine.eos_ids(), engine.special_ids,
                        engine.model.sae_source, stop_text=stop_text)

@@ -4,8 +4,6 @@ device, and residuals read from the engine's own forward (capture), not from a s
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 import uuid
 from typing import Callable, Sequence
 
@@ -13,49 +11,31 @@ import torch
 from torch import Tensor
 
 from steering.serving.payload import to_payload
+from steering.serving.served_model import ServedModel, tokenizer_for
 from steering.serving.vllm_engine import VLLMEngine
 
 
-class VLLMModel:
-    """A stand-in for the transformers model in the `Engine`: `config`, `generation_config`, `device`,
-    `read_residuals`; the weights live only in vLLM's worker."""
+class VLLMModel(ServedModel):
+    """The weights live in vLLM's worker; residuals come from capture, output scores from its logprobs."""
 
     def __init__(self, path: str, engine: VLLMEngine, sae_source: Callable[[int], dict] | None = None):
-        from transformers import AutoConfig, GenerationConfig
-
-        self.path, self.engine, self.sae_source = path, engine, sae_source
-        self.config = AutoConfig.from_pretrained(path)
-        try:
-            self.generation_config = GenerationConfig.from_pretrained(path)
-        except OSError:
-            self.generation_config = GenerationConfig.from_model_config(self.config)
-        self.device = torch.device("cpu")  # prompts are built here; vLLM places them itself
-        self.special_ids: list[int] = []  # set by the Engine: steered captures skip them as generation does
-        self._local = threading.local()
-
-    @property
-    def num_layers(self) -> int:
-        return int(self.config.num_hidden_layers)
-
-    @contextlib.contextmanager
-    def steering(self, plan):
-        """Residuals read inside this block (on this thread) are read under `plan`, as the hooks backend's."""
-        before = getattr(self._local, "plan", None)
-        self._local.plan = plan
-        try:
-            yield
-        finally:
-            self._local.plan = before
+        super().__init__(path, sae_source)
+        self.engine = engine
 
     def read_residuals(self, prompts: Sequence[Sequence[int]], layer: int) -> list[Tensor]:
         """resid_post of `layer` at every position of each prompt, (T_i, d) float32, from one engine
         request per prompt (a private cache salt, so no position is served from the prefix cache)."""
-        if not 0 <= layer < self.num_layers:
-            raise ValueError(f"layer {layer} is outside this model (0..{self.num_layers - 1})")
-        plan = getattr(self._local, "plan", None)
+        self.check_layer(layer)
+        plan = self.plan
         payload = to_payload(plan, self.sae_source) if plan is not None and not plan.is_empty else None
         futures = [self.engine.submit(self._capture(list(map(int, ids)), layer, payload)) for ids in prompts]
         return [f.result() for f in futures]
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def paper_scores(self, layer, units, prompts, strength, tokens):
+        return _paper_scores(self, layer, units, prompts, strength, tokens)
 
     async def _capture(self, ids: list[int], layer: int, payload: dict | None) -> Tensor:
         from interp_engine.vllm_capture._payload import decode_capture_payload
@@ -92,15 +72,11 @@ def open_vllm_model(config) -> tuple[VLLMModel, object]:
         import vllm  # noqa: F401
     except ImportError as err:
         raise RuntimeError(f"{INSTALL_HINT} ({err})") from None
-    from transformers import AutoTokenizer
-
     from steering.model.loading import resolve_model_path
     from steering.sae import resolve_sae_folder
 
     path = resolve_model_path(config.model_source())
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = tokenizer_for(path)
     dtype = "float32" if config.dtype == "auto" and not torch.cuda.is_available() else (
         "auto" if config.dtype == "auto" else config.dtype)
     v = config.vllm
@@ -139,7 +115,7 @@ async def _next_token_logprobs(llm, ids: list[int], payload: dict | None, tokens
     return {int(t): (float(lp.logprob), int(lp.rank)) for t, lp in step.items()}
 
 
-def paper_scores(model: VLLMModel, layer: int, units: Tensor, prompts: Sequence[Tensor], strength: float,
+def _paper_scores(model: VLLMModel, layer: int, units: Tensor, prompts: Sequence[Tensor], strength: float,
                  tokens: Tensor) -> tuple[Tensor, Tensor]:
     """`output_score.paper_score` averaged over `prompts`, for each unit direction added at `layer` with
     `strength` at the prompt's last position (score) and unsteered (base), from vLLM's logprobs and ranks

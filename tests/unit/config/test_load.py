@@ -272,7 +272,7 @@ def test_backend_and_sae_k(tmp_path):
     cfg = parse_config({"model": "m", "backend": "nnsight", "sae": {"source": "Qwen/SAE-Res-Qwen3-8B-Base-W64K-L0_50", "k": 50}})
     assert cfg.backend == "nnsight" and cfg.sae.k == 50
     assert parse_config(cfg.to_dict(), cfg.base_dir) == cfg
-    with pytest.raises(ConfigError, match=r"backend: must be one of hooks, nnsight, vllm, got 'tgi' \(a string\). Fix: write backend: hooks"):
+    with pytest.raises(ConfigError, match=r"backend: must be one of hooks, nnsight, vllm, remote, got 'tgi' \(a string\). Fix: write backend: hooks"):
         parse_config({"model": "m", "backend": "tgi"})
     served = parse_config({"model": "m", "backend": "vllm", "vllm": {"tensor_parallel_size": 2, "kv_cache_gib": 1.5}})
     assert served.vllm.tensor_parallel_size == 2 and served.vllm.kv_cache_gib == 1.5 and served.vllm.enable_prefix_caching
@@ -282,6 +282,12 @@ def test_backend_and_sae_k(tmp_path):
     text = str(bad.value)
     assert "vllm.tensor_parallel_size: must be >= 1, got 0" in text and "vllm.max_model_len: expected a whole number" in text
     assert "vllm.cache: unknown key" in text
+    remote = parse_config({"model": "m", "backend": "remote", "servers": ["http://a:8000", "https://b"]})
+    assert remote.servers == ("http://a:8000", "https://b") and parse_config(remote.to_dict(), remote.base_dir) == remote
+    with pytest.raises(ConfigError, match="servers: backend: remote needs at least one"):
+        parse_config({"model": "m", "backend": "remote"})
+    with pytest.raises(ConfigError, match=r"servers: expected a list of http\(s\) URLs, got \['a:8000'\]"):
+        parse_config({"model": "m", "servers": ["a:8000"]})
     with pytest.raises(ConfigError, match=r"sae.k: must be >= 1"):
         parse_config({"model": "m", "sae": {"source": "x/y", "k": 0}})
 
@@ -306,7 +312,7 @@ def test_to_dict_round_trip(tmp_path):
     assert parse_config(yaml.safe_load(yaml.safe_dump(d)), base_dir=c.base_dir) == c
     assert set(d) == {
         "model", "device", "dtype", "sae", "features", "mode", "steer_special_tokens",
-        "steer_generated_only", "generation", "system_prompt", "inspector_layer", "vectors", "backend", "vllm"
+        "steer_generated_only", "generation", "system_prompt", "inspector_layer", "vectors", "backend", "vllm", "servers"
     }  # fmt: skip
 
 

@@ -44,7 +44,7 @@ def test_round_trip_applies_the_same_edits():
     json.dumps(payload)  # plain data only: what msgpack carries to the worker
     opened = []
     back = from_payload(json.loads(json.dumps(payload)), lambda source: opened.append(source) or sae)
-    assert opened == [{"folder": "/somewhere", "format": "saelens", "k": 3}]
+    assert opened == [{"folder": "/somewhere", "format": "saelens", "k": 3, "layer": 5}]
     assert back.layers == plan.layers and not back.steer_special_tokens and back.generated_only
     h = torch.randn(4, D, generator=torch.Generator().manual_seed(2))
     for layer in plan.layers:

@@ -1,0 +1,124 @@
+"""`backend: remote`: an engine with no model of its own, served by two steering server processes
+(`python -m steering.serve`, transformers backend here), against the same config run locally."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from steering.config import FeatureSpec, load_config
+from steering.engine import Engine
+from steering.keys import FeatureKey
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMPT = "Tell me about your weekend."
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def servers():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    ports = [_port(), _port()]
+    procs = [subprocess.Popen([sys.executable, "-m", "steering.serve", str(ROOT / "demo.yaml"), "--port", str(p)],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for p in ports]
+    urls = [f"http://127.0.0.1:{p}" for p in ports]
+    deadline = time.time() + 300
+    for url, proc in zip(urls, procs):
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.5)
+    yield urls
+    for proc in procs:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def engines(servers):
+    config = replace(load_config(ROOT / "demo.yaml"), device="cpu", dtype="float32")
+    with Engine.from_config(config) as local, Engine.from_config(replace(config, backend="remote", servers=tuple(servers))) as remote:
+        yield local, remote
+
+
+def steer(engine, strengths: dict, mode: str):
+    keys = [FeatureKey.parse(k) for k in strengths]
+    return engine.plan(dict(zip(map(str, keys), strengths.values())), mode,
+                       features=[FeatureSpec(layer=k.layer, index=k.index) for k in keys])
+
+
+def greedy(engine, tokens=24):
+    return replace(engine.config.generation, temperature=0.0, max_new_tokens=tokens)
+
+
+@pytest.mark.parametrize("strengths,mode", [({"L15:8672": 40}, "clamp"), ({"L15:8241": 30, "L15:15305": 20}, "add"),
+                                            ({"L15:8672": 20}, "pin"), ({}, "add")])
+def test_answers_equal_the_local_engine(engines, strengths, mode):
+    local, remote = engines
+    for engine in engines:
+        assert engine.model is not None
+    plans = [steer(e, strengths, mode) for e in engines]
+    got = [e.chat(PROMPT, settings=greedy(e), plan=p) for e, p in zip(engines, plans)]
+    assert got[0] == got[1] and got[0]
+
+
+def test_each_chat_stays_on_one_server_and_chats_spread(engines, servers):
+    _, remote = engines
+    before = len(remote.decoder.routes)
+    openings = [f"Question {i}: what is a good name for a {pet}?" for i, pet in enumerate(["cat", "dog", "fish", "horse", "bird", "goat"])]
+    for text in openings:
+        first = remote.chat(text, settings=greedy(remote, 6))
+        remote.chat([{"role": "user", "content": text}, {"role": "assistant", "content": first},
+                     {"role": "user", "content": "And another one?"}], settings=greedy(remote, 6))
+    routes = remote.decoder.routes[before:]
+    assert all(routes[i] == routes[i + 1] for i in range(0, len(routes), 2)), routes
+    assert set(routes) == set(servers), "six chats should use both servers"
+    served = [httpx.get(u + "/v1/steering/info").json()["served"]["generate"] for u in servers]
+    assert all(n > 0 for n in served)
+
+
+def test_the_inspector_reads_the_servers(engines):
+    local, remote = engines
+    message = "Tell me about dogs and their puppies."
+    a, b = local.message_codes(message), remote.message_codes(message)
+    assert a.tokens == b.tokens and torch.allclose(a.codes, b.codes, atol=1e-4)
+    plan = steer(local, {"L15:8672": 40}, "clamp")
+    assert torch.allclose(local.message_codes(message, plan=plan).codes, remote.message_codes(message, plan=plan).codes, atol=1e-4)
+    from steering.inspection.concept_rank import concept_output_scores
+
+    directions = local.sae(15).W_dec[[8672, 8241, 100]]
+    ref = concept_output_scores(local.model, local.tokenizer, 15, directions, "music", 60.0)
+    got = concept_output_scores(remote.model, remote.tokenizer, 15, directions, "music", 60.0)
+    assert torch.allclose(got.score, ref.score, atol=1e-6) and torch.allclose(got.base, ref.base, atol=1e-6)
+
+
+def test_stop_ends_the_answer_on_its_server(engines, servers):
+    _, remote = engines
+    stream = remote.stream(PROMPT, settings=greedy(remote, 300))
+    for i, _ in enumerate(stream):
+        if i == 2:
+            break
+    deadline = time.time() + 20
+    while any(httpx.get(u + "/v1/steering/info").json()["generating"] for u in servers) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(httpx.get(u + "/v1/steering/info").json()["generating"] for u in servers)
+    assert len(stream.requests[0].tokens) < 300 and remote.active_requests == 0
