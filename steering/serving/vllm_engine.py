@@ -36,6 +36,15 @@ def plan_fingerprint(payload: dict | None) -> str | None:
     return "steer-" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def start_failure(model_path: str, err: BaseException) -> str:
+    """Why vLLM did not start, with the config fields that fix it when it is memory."""
+    text = " ".join(str(err).split())[:400]
+    if any(w in text.lower() for w in ("memory", "kv cache", "out of memory", "cache blocks")):
+        return (f"vLLM could not fit {model_path}: {text} Fix: lower vllm.max_model_len, raise vllm.kv_cache_gib "
+                "(CPU), split the model over more GPUs (vllm.tensor_parallel_size), or pick a smaller model.")
+    return f"vLLM could not start {model_path}: {type(err).__name__}: {text}"
+
+
 class VLLMEngine:
     """Starts `AsyncLLM` for `model_path` with our worker extension; `submit` runs a coroutine on its loop."""
 
@@ -45,15 +54,20 @@ class VLLMEngine:
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        if kv_cache_gib is not None:
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
+        if kv_cache_gib is not None:  # read by the engine process vLLM starts below (CPU hosts)
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib)
         args = AsyncEngineArgs(model=model_path, dtype=dtype, max_model_len=max_model_len, enforce_eager=True,
                                tensor_parallel_size=tensor_parallel_size, enable_prefix_caching=enable_prefix_caching,
                                worker_extension_cls=EXTENSION, seed=seed, max_num_seqs=max_num_seqs)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="vllm-engine-loop", daemon=True)
         self._thread.start()
-        self.llm = self.submit(self._build(AsyncLLM, args)).result()
+        self.llm = None
+        try:
+            self.llm = self.submit(self._build(AsyncLLM, args)).result()
+        except Exception as err:
+            self.close()
+            raise RuntimeError(start_failure(model_path, err)) from None
 
     @staticmethod
     async def _build(async_llm, args):
@@ -68,7 +82,7 @@ class VLLMEngine:
         return out[0] if isinstance(out, (list, tuple)) else out
 
     def close(self) -> None:
-        if self.llm is not None:
+        if getattr(self, "llm", None) is not None:
             self.llm.shutdown()
             self.llm = None
         if self.loop.is_running():

@@ -158,3 +158,15 @@ def test_output_scores_from_the_engine_equal_the_transformers_ones(hf_engine, vl
 def test_concept_search_works_on_the_engine(app_module):
     rows = app_module.SERVICE.concept_search("music", n=5)
     assert rows
+
+
+def test_a_model_too_large_for_its_memory_gets_a_message_naming_the_fix(configs, monkeypatch):
+    from steering.config import VLLMSettings
+    from steering.engine import Engine
+
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "0.001")  # far less KV cache than 32k tokens need
+    tight = replace(configs[1], vllm=VLLMSettings(max_model_len=8192, kv_cache_gib=0.001))
+    with pytest.raises(RuntimeError) as err:
+        Engine.from_config(tight)
+    message = str(err.value)
+    assert "vLLM could not fit" in message and "vllm.max_model_len" in message and "vllm.kv_cache_gib" in message
