@@ -149,6 +149,29 @@ class Runner(Protocol):
     def generate(self, rows: Sequence[Request], offsets: Sequence[int], **generate_kwargs) -> None: ...
 
 
+class InFlight:
+    """The requests generating right now, for every decoder: `take` counts the live ones of a batch (each
+    releases itself when it ends) and finishes the ones stopped before they started; returns the live ones."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def _add(self, delta: int) -> None:
+        with self._lock:
+            self.count += delta
+
+    def take(self, rows: Sequence[Request]) -> list[Request]:
+        live = [r for r in rows if not r.stop_event.is_set()]
+        for r in live:
+            self._add(+1)
+            r.release = lambda: self._add(-1)
+        for r in rows:
+            if r not in live:
+                r.finish()
+        return live
+
+
 class Decoder:
     """Runs batches of requests through `runner` with the shared sampler and stops (see the module docstring)."""
 
@@ -158,28 +181,17 @@ class Decoder:
         self.stop_text = stop_text
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (self.eos_ids[0] if self.eos_ids else 0)
-        self._lock = threading.Lock()
-        self._active = 0
+        self.in_flight = InFlight()
 
     @property
     def active(self) -> int:
         """Requests generating right now: taken by `run`, released as each one ends."""
-        return self._active
-
-    def _count(self, delta: int) -> None:
-        with self._lock:
-            self._active += delta
+        return self.in_flight.count
 
     def run(self, rows: Sequence[Request]) -> None:
         """Generate all `rows` on the calling thread (one batch where the runner steers per row);
         every row ends, whatever happens, and an error reaches each row it touched."""
-        live = [r for r in rows if not r.stop_event.is_set()]
-        for r in live:
-            self._count(+1)
-            r.release = lambda: self._count(-1)
-        for r in rows:
-            if r not in live:
-                r.finish()
+        live = self.in_flight.take(rows)
         groups = [live] if self.runner.per_row else [[r] for r in live]
         for group in groups:
             try:

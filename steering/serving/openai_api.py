@@ -11,14 +11,14 @@ import asyncio
 import json
 import time
 import uuid
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from steering.service.limits import UserError
 from steering.serving.engine_api import router as engine_router
 from steering.serving.openai_request import ChatRequest, parse
-from steering.service.limits import UserError
 
 
 def create_app(engine):

@@ -9,8 +9,9 @@ naming the field (`steering.features[0].strength`), the value and the fix; the s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
 from steering.config import MODES, FeatureSpec, GenerationSettings
 from steering.service import inputs

@@ -7,7 +7,7 @@ SAE (one feature's activation depends on all others) names the SAE folder, which
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

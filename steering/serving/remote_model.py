@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from steering.generate.decode import Request
+from steering.generate.decode import InFlight, Request
 from steering.serving.engine_api import decode_tensor, encode_tensor
 from steering.serving.payload import to_payload
 from steering.serving.served_model import ServedModel, tokenizer_for
@@ -72,26 +72,16 @@ class RemoteDecoder:
 
     def __init__(self, model: RemoteModel, tokenizer):
         self.model, self.tokenizer = model, tokenizer
-        self._lock = threading.Lock()
-        self._active = 0
+        self.in_flight = InFlight()
         self.routes: list[str] = []  # the server each request went to, in order (tests, logs)
 
     @property
     def active(self) -> int:
-        return self._active
-
-    def _count(self, delta: int) -> None:
-        with self._lock:
-            self._active += delta
+        return self.in_flight.count
 
     def run(self, rows: Sequence[Request]) -> None:
         threads = []
-        for r in rows:
-            if r.stop_event.is_set():
-                r.finish()
-                continue
-            self._count(+1)
-            r.release = lambda: self._count(-1)
+        for r in self.in_flight.take(rows):
             r.start(self.tokenizer)
             threads.append(threading.Thread(target=self._one, args=(r,), daemon=True))
         for t in threads:

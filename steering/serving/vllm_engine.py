@@ -16,12 +16,12 @@ import json
 import os
 import threading
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from typing import Callable, Iterable, Sequence
 
 import torch
 
-from steering.generate.decode import Request
+from steering.generate.decode import InFlight, Request
 from steering.serving.payload import to_payload
 
 EXTENSION = "steering.serving.vllm_worker.SteeringWorkerExtension"  # imported by vLLM's worker, not here
@@ -100,28 +100,18 @@ class VLLMDecoder:
         self.engine, self.tokenizer = engine, tokenizer
         self.eos_ids, self.special_ids = sorted(set(eos_ids)), sorted(set(special_ids))
         self.sae_source, self.stop_text = sae_source, stop_text
-        self._lock = threading.Lock()
-        self._active = 0
+        self.in_flight = InFlight()
         self.request_ids: list[str] = []  # every engine request id this decoder sent (tests: none left running)
 
     @property
     def active(self) -> int:
-        return self._active
-
-    def _count(self, delta: int) -> None:
-        with self._lock:
-            self._active += delta
+        return self.in_flight.count
 
     def run(self, rows: Sequence[Request]) -> None:
-        live = [r for r in rows if not r.stop_event.is_set()]
+        live = self.in_flight.take(rows)
         for r in live:
-            self._count(+1)
-            r.release = lambda: self._count(-1)
             r.start(self.tokenizer)
         futures = [(r, self.engine.submit(self._one(r))) for r in live]
-        for r in rows:
-            if r not in live:
-                r.finish()
         for r, fut in futures:
             try:
                 fut.result()

@@ -131,10 +131,10 @@ def test_prefix_cache_never_crosses_steering(hf_engine, vllm_engine, greedy):
     prompt = ("Here are my notes from a quiet week. " + " ".join(
         f"On day {i} I woke early, read the paper, walked to the shop on the corner and wrote a letter to a friend."
         for i in range(1, 9)) + " Describe a quiet morning in a small town, in a few sentences.")
-    steer = steer(vllm_engine, {"L15:15305": 30}, "clamp")
-    expected = {name: answer(hf_engine, plan, greedy, prompt).tokens for name, plan in (("plain", None), ("steer", steer))}
+    food = steer(vllm_engine, {"L15:15305": 30}, "clamp")
+    expected = {name: answer(hf_engine, plan, greedy, prompt).tokens for name, plan in (("plain", None), ("steer", food))}
     runs = [(name, answer(vllm_engine, plan, greedy, prompt))
-            for name, plan in (("plain", None), ("steer", steer), ("plain", None), ("steer", steer))]
+            for name, plan in (("plain", None), ("steer", food), ("plain", None), ("steer", food))]
     for name, r in runs:
         assert r.tokens == expected[name], name
     cached = [r.cached_tokens for _, r in runs]
