@@ -122,6 +122,23 @@ TINY_WORDS = (
 ).split()
 
 
+def raw_api_call(app_server: str, api: str, body: str) -> tuple[str, object]:
+    """POST a hand-written JSON body to a named endpoint, as curl would (gradio_client refuses NaN, lone
+    surrogates and too few values before sending); returns the stream's last event and its data (None for
+    an empty or null one)."""
+    import json
+
+    request = urllib.request.Request(app_server + f"gradio_api/call/{api}", data=body.encode("ascii"),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as r:
+        event_id = json.loads(r.read())["event_id"]
+    with urllib.request.urlopen(f"{app_server}gradio_api/call/{api}/{event_id}", timeout=300) as r:
+        lines = r.read().decode("utf-8", "replace").splitlines()
+    events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+    data = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+    return events[-1], json.loads(data[-1]) if data[-1] not in ("null", "") else None
+
+
 def tiny_tokenizer(chat_template: str | None = CHATML):
     """A word-level tokenizer built in memory (nothing downloaded): ChatML control tokens, a BOS its
     post-processor adds, and TINY_WORDS; every id is below 100, so the tiny Llama fixture reads them."""

@@ -5,11 +5,12 @@ keeps answering. The validators themselves are tested in tests/unit/service/test
 from __future__ import annotations
 
 import json
-import urllib.request
 from pathlib import Path
 
 import pytest
 from gradio_client import Client
+
+from tests.helpers import raw_api_call
 
 ASK = "Tell me about your favourite city."
 CHAT_REST = ("own", None, 4, 0.0)  # mode, add_features, max_new_tokens, temperature
@@ -83,17 +84,7 @@ def test_each_bad_argument_is_refused_by_name(client, baseline, api_name, args, 
 
 
 def _raw(app_server: str, api: str, body: str):
-    """POST a hand-written JSON body (NaN, too few values: what gradio_client will not send); returns the
-    stream's last event and its data."""
-    request = urllib.request.Request(app_server + f"gradio_api/call/{api}", data=body.encode("ascii"),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as r:
-        event_id = json.loads(r.read())["event_id"]
-    with urllib.request.urlopen(f"{app_server}gradio_api/call/{api}/{event_id}", timeout=300) as r:
-        lines = r.read().decode("utf-8", "replace").splitlines()
-    events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
-    data = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
-    return events[-1], json.loads(data[-1])
+    return raw_api_call(app_server, api, body)
 
 
 @pytest.mark.parametrize("api, body, says", [

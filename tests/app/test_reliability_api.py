@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
+from tests.helpers import raw_api_call
+
 ASK = "Tell me about your favourite city."
 
 
@@ -27,16 +29,7 @@ def _chat(client, message=ASK, history=None, strengths=None, mode="own", add=Non
 
 
 def _raw_chat(app_server: str, body: str) -> tuple[str, object]:
-    """POST a hand-written JSON body to /chat, as curl would (gradio_client refuses NaN and lone
-    surrogates before sending); returns the stream's last event and its data."""
-    request = urllib.request.Request(app_server + "gradio_api/call/chat", data=body.encode("ascii"), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as r:
-        event_id = json.loads(r.read())["event_id"]
-    with urllib.request.urlopen(f"{app_server}gradio_api/call/chat/{event_id}", timeout=300) as r:
-        lines = r.read().decode("utf-8", "replace").splitlines()
-    events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
-    data = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
-    return events[-1], json.loads(data[-1]) if data[-1] not in ("null", "") else None
+    return raw_api_call(app_server, "chat", body)
 
 
 def test_control_characters_and_invalid_unicode_are_cleaned(client, app_server):
