@@ -122,3 +122,41 @@ def test_stop_ends_the_answer_on_its_server(engines, servers):
         time.sleep(0.05)
     assert not any(httpx.get(u + "/v1/steering/info").json()["generating"] for u in servers)
     assert len(stream.requests[0].tokens) < 300 and remote.active_requests == 0
+
+
+def test_the_app_runs_on_the_servers(servers, engines, tmp_path):
+    """app.py, unchanged, with `backend: remote`: chat and the inspector through gradio_client."""
+    import yaml
+    from gradio_client import Client
+
+    from tests.helpers import start_app, stop_app
+
+    local, _ = engines
+    data = local.config.to_dict() | {"backend": "remote", "servers": list(servers), "vectors": str(local.config.vectors_path())}
+    data["sae"]["source"] = local.config.sae_source()
+    demo = tmp_path / "demo-remote.yaml"
+    demo.write_text(yaml.safe_dump(data))
+    before = [httpx.get(u + "/v1/steering/info").json()["served"]["generate"] for u in servers]
+    proc, url, log = start_app(demo, timeout_s=240)
+    try:
+        client = Client(url, verbose=False)
+        key = str(local.features[0].key)
+        answer = client.predict(PROMPT, None, {key: local.features[0].strength}, "own", None, 16, 0.0, api_name="/chat")
+        plan = local.plan({key: local.features[0].strength})
+        assert answer.strip() == local.chat(PROMPT, settings=greedy(local, 16), plan=plan).strip()
+        rows = client.predict("Tell me about dogs and their puppies.", 5, "message", 0.01, api_name="/inspect")
+        assert [r["index"] for r in rows] == [r["index"] for r in local_inspect(local, "Tell me about dogs and their puppies.")]
+    finally:
+        stop_app(proc)
+    after = [httpx.get(u + "/v1/steering/info").json()["served"]["generate"] for u in servers]
+    assert sum(after) > sum(before), "the app's answer came from a server"
+    assert "Traceback" not in log.read_text()
+
+
+def local_inspect(engine, message):
+    from steering.inspection.labels import load_feature_info
+    from steering.service.demo import DemoService
+    from steering.service.limits import Limits
+
+    service = DemoService(engine, Limits(), load_feature_info(engine.config))
+    return service.inspect(message, n=5, view="message", max_density=0.01)
