@@ -190,8 +190,8 @@ class VLLMSettings:
     """Longest conversation in tokens (prompt and answer), >= 16."""
     max_num_seqs: int = 16
     """Requests decoded together at most, >= 1."""
-    kv_cache_gib: float | None = None
-    """KV-cache size on a CPU host (VLLM_CPU_KVCACHE_SPACE), in GiB; None: vLLM's default."""
+    kv_cache_gib: int | None = None
+    """KV-cache size on a CPU host (VLLM_CPU_KVCACHE_SPACE, whole GiB); None: vLLM's default (4)."""
     enable_prefix_caching: bool = True
     """Reuse KV blocks of shared prefixes; steered requests share only with the same steering."""
 
@@ -203,9 +203,8 @@ class VLLMSettings:
         check_int(problems, "vllm.tensor_parallel_size", self.tensor_parallel_size, 1, minimum=1)
         check_int(problems, "vllm.max_model_len", self.max_model_len, 4096, minimum=16)
         check_int(problems, "vllm.max_num_seqs", self.max_num_seqs, 16, minimum=1)
-        gib = self.kv_cache_gib
-        if gib is not None and check_finite(problems, "vllm.kv_cache_gib", gib, 1) and gib <= 0:
-            problems.append(problem("vllm.kv_cache_gib", "must be > 0", gib, "use a size in GiB such as 1, or null"))
+        if self.kv_cache_gib is not None:
+            check_int(problems, "vllm.kv_cache_gib", self.kv_cache_gib, 1, minimum=1)
         if not isinstance(self.enable_prefix_caching, bool):
             problems.append(problem("vllm.enable_prefix_caching", "expected true or false", self.enable_prefix_caching,
                                     "write enable_prefix_caching: true"))

@@ -36,24 +36,71 @@ def plan_fingerprint(payload: dict | None) -> str | None:
     return "steer-" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
+MEMORY_FIX = ("Fix: lower vllm.max_model_len or vllm.max_num_seqs, raise vllm.kv_cache_gib (CPU), split the model over "
+              "more GPUs (vllm.tensor_parallel_size), or pick a smaller model.")
+_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "F32": 4, "F16": 2, "BF16": 2}
+
+
 def start_failure(model_path: str, err: BaseException) -> str:
-    """Why vLLM did not start, with the config fields that fix it when it is memory."""
-    text = " ".join(str(err).split())[:400]
-    if any(w in text.lower() for w in ("memory", "kv cache", "out of memory", "cache blocks")):
-        return (f"vLLM could not fit {model_path}: {text} Fix: lower vllm.max_model_len, raise vllm.kv_cache_gib "
-                "(CPU), split the model over more GPUs (vllm.tensor_parallel_size), or pick a smaller model.")
-    return f"vLLM could not start {model_path}: {type(err).__name__}: {text}"
+    """Why vLLM did not start. Its engine process logs the root cause (often memory) and the caller only
+    sees "initialization failed", so the message points there and names the fields that fix memory."""
+    text = " ".join(str(err).split())
+    if len(text) > 500:
+        text = text[:500] + "..."
+    return f"vLLM could not start {model_path}: {type(err).__name__}: {text} If the log above blames memory: {MEMORY_FIX}"
+
+
+def weight_bytes(model_path: str, dtype: str) -> int:
+    """The model's weights in memory at `dtype`, from its safetensors headers (nothing is loaded)."""
+    import json
+    import struct
+    from pathlib import Path
+
+    total = 0
+    for f in Path(model_path).glob("*.safetensors"):
+        with open(f, "rb") as fh:
+            header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
+        for name, t in header.items():
+            if name != "__metadata__":
+                n = 1
+                for d in t["shape"]:
+                    n *= d
+                total += n * _BYTES.get(dtype, _BYTES.get(t["dtype"], 4))
+    return total
+
+
+def check_fits(model_path: str, dtype: str, tensor_parallel_size: int, kv_cache_gib: int | None,
+               available: int | None = None) -> None:
+    """Refuse before starting vLLM when the weights (per GPU or on this host) and the CPU KV cache cannot fit:
+    vLLM would otherwise fail in its engine process after a long load, or the host would swap."""
+    import torch
+
+    need = weight_bytes(model_path, dtype) // max(1, tensor_parallel_size)
+    on_gpu = available is None and torch.cuda.is_available()
+    if on_gpu:
+        available, where = torch.cuda.mem_get_info()[0], "on each GPU"  # vLLM sizes the GPU KV cache itself
+    else:
+        if available is None:
+            import psutil
+
+            available = psutil.virtual_memory().available
+        where = "in this host's free memory"
+        need += int((kv_cache_gib or 4) * 2**30)  # the CPU KV cache is allocated up front (vLLM's default: 4 GiB)
+    if need > available:
+        raise RuntimeError(f"{model_path} does not fit {where}: it needs about {need / 2**30:.1f} GiB "
+                           f"(weights at {dtype} and the KV cache), {available / 2**30:.1f} GiB is free. {MEMORY_FIX}")
 
 
 class VLLMEngine:
     """Starts `AsyncLLM` for `model_path` with our worker extension; `submit` runs a coroutine on its loop."""
 
     def __init__(self, model_path: str, *, dtype: str = "float32", max_model_len: int = 2048,
-                 tensor_parallel_size: int = 1, enable_prefix_caching: bool = True, kv_cache_gib: float | None = None,
+                 tensor_parallel_size: int = 1, enable_prefix_caching: bool = True, kv_cache_gib: int | None = None,
                  seed: int = 0, max_num_seqs: int = 16):
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        check_fits(model_path, dtype, tensor_parallel_size, kv_cache_gib)
         if kv_cache_gib is not None:  # read by the engine process vLLM starts below (CPU hosts)
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib)
         args = AsyncEngineArgs(model=model_path, dtype=dtype, max_model_len=max_model_len, enforce_eager=True,

@@ -3,6 +3,7 @@ Stop, the inspector's residuals and the prefix cache."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import replace
@@ -160,13 +161,30 @@ def test_concept_search_works_on_the_engine(app_module):
     assert rows
 
 
-def test_a_model_too_large_for_its_memory_gets_a_message_naming_the_fix(configs, monkeypatch):
+def test_a_model_too_large_for_its_memory_is_refused_before_vllm_starts(configs):
+    from steering.model.loading import resolve_model_path
+    from steering.serving.vllm_engine import check_fits, weight_bytes
+
+    path = resolve_model_path(configs[1].model_source())
+    assert 500e6 < weight_bytes(path, "float32") < 600e6  # SmolLM2-135M at 4 bytes per parameter
+    with pytest.raises(RuntimeError) as err:
+        check_fits(path, "float32", 1, 1, available=1 * 2**30)
+    message = str(err.value)
+    assert "does not fit in this host's free memory" in message and "vllm.max_model_len" in message
+    assert "vllm.kv_cache_gib" in message and "vllm.tensor_parallel_size" in message
+    check_fits(path, "float32", 1, 1, available=4 * 2**30)  # fits: no error
+
+
+def test_tensor_parallel_from_the_config_gives_the_same_tokens(configs, hf_engine, greedy, monkeypatch):
+    """vllm.tensor_parallel_size: 3 (SmolLM2 has 9 heads and 3 KV heads), three CPU workers on this machine's
+    cores; every rank steers its copy of the residual the same way."""
     from steering.config import VLLMSettings
     from steering.engine import Engine
 
-    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "0.001")  # far less KV cache than 32k tokens need
-    tight = replace(configs[1], vllm=VLLMSettings(max_model_len=8192, kv_cache_gib=0.001))
-    with pytest.raises(RuntimeError) as err:
-        Engine.from_config(tight)
-    message = str(err.value)
-    assert "vLLM could not fit" in message and "vllm.max_model_len" in message and "vllm.kv_cache_gib" in message
+    cores = os.cpu_count() or 1
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "|".join(str(i % cores) for i in range(3)))  # one NUMA node here
+    with Engine.from_config(replace(configs[1], vllm=VLLMSettings(max_model_len=512, kv_cache_gib=1,
+                                                                   tensor_parallel_size=3))) as tp:
+        for case in ("pin (TopK SAE)", "clamp", "two layers"):
+            plan = CASES[case](hf_engine)
+            assert answer(tp, plan, greedy).tokens == answer(hf_engine, plan, greedy).tokens, case

@@ -274,14 +274,14 @@ def test_backend_and_sae_k(tmp_path):
     assert parse_config(cfg.to_dict(), cfg.base_dir) == cfg
     with pytest.raises(ConfigError, match=r"backend: must be one of hooks, nnsight, vllm, remote, got 'tgi' \(a string\). Fix: write backend: hooks"):
         parse_config({"model": "m", "backend": "tgi"})
-    served = parse_config({"model": "m", "backend": "vllm", "vllm": {"tensor_parallel_size": 2, "kv_cache_gib": 1.5}})
-    assert served.vllm.tensor_parallel_size == 2 and served.vllm.kv_cache_gib == 1.5 and served.vllm.enable_prefix_caching
+    served = parse_config({"model": "m", "backend": "vllm", "vllm": {"tensor_parallel_size": 2, "kv_cache_gib": 2}})
+    assert served.vllm.tensor_parallel_size == 2 and served.vllm.kv_cache_gib == 2 and served.vllm.enable_prefix_caching
     assert parse_config(served.to_dict(), served.base_dir) == served
     with pytest.raises(ConfigError) as bad:
-        parse_config({"model": "m", "backend": "vllm", "vllm": {"tensor_parallel_size": 0, "max_model_len": 8.5, "cache": 1}})
+        parse_config({"model": "m", "backend": "vllm", "vllm": {"tensor_parallel_size": 0, "max_model_len": 8.5, "cache": 1, "kv_cache_gib": 0.5}})
     text = str(bad.value)
     assert "vllm.tensor_parallel_size: must be >= 1, got 0" in text and "vllm.max_model_len: expected a whole number" in text
-    assert "vllm.cache: unknown key" in text
+    assert "vllm.cache: unknown key" in text and "vllm.kv_cache_gib: expected a whole number" in text
     remote = parse_config({"model": "m", "backend": "remote", "servers": ["http://a:8000", "https://b"]})
     assert remote.servers == ("http://a:8000", "https://b") and parse_config(remote.to_dict(), remote.base_dir) == remote
     with pytest.raises(ConfigError, match="servers: backend: remote needs at least one"):
