@@ -66,17 +66,21 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--tokens", type=int, default=48)
+    p.add_argument("--steering-only", action="store_true",
+                   help="only plain vs steered vLLM (more rounds fit); writes vllm_steering_cost.*")
     args = p.parse_args()
     torch.set_num_threads(2)
     base = replace(load_config(ROOT / "demo.yaml"), device="cpu", dtype="float32")
     settings = replace(base.generation, temperature=0.0, max_new_tokens=args.tokens)
     served = Engine.from_config(replace(base, backend="vllm", vllm=VLLMSettings(max_model_len=1024, kv_cache_gib=1)))
-    hf = Engine.from_config(base, batching=True, max_batch=8)
+    hf = None if args.steering_only else Engine.from_config(base, batching=True, max_batch=8)
     results: dict = {"rounds": args.rounds, "tokens": args.tokens, "cpu_threads": torch.get_num_threads(), "raw": []}
-    cases = [("vllm", k, 8) for k in ("plain", "one", "distinct")] + \
-            [(b, "distinct", n) for n in (1, 4, 8) for b in ("vllm", "hf")]
+    cases = [("vllm", k, 8) for k in ("plain", "one", "distinct")]
+    if hf is not None:
+        cases += [(b, "distinct", n) for n in (1, 4) for b in ("vllm", "hf")] + [("hf", "distinct", 8)]
     run(served, plans(served, "plain"), settings, 2)  # warm both
-    run(hf, plans(hf, "plain"), settings, 2)
+    if hf is not None:
+        run(hf, plans(hf, "plain"), settings, 2)
     for r in range(args.rounds):
         for backend, kind, n in cases:
             engine = served if backend == "vllm" else hf
@@ -90,10 +94,11 @@ def main() -> None:
     results["median"] = med
     plain = med["vllm/plain/8"]["tok_s"]
     results["ratios"] = {"one_config_vs_plain": med["vllm/one/8"]["tok_s"] / plain,
-                         "distinct_configs_vs_plain": med["vllm/distinct/8"]["tok_s"] / plain,
-                         **{f"vllm_vs_hf_at_{n}": med[f"vllm/distinct/{n}"]["tok_s"] / med[f"hf/distinct/{n}"]["tok_s"]
-                            for n in (1, 4, 8)}}
-    out = ROOT / "benchmarks" / "results" / "vllm_serving"
+                         "distinct_configs_vs_plain": med["vllm/distinct/8"]["tok_s"] / plain}
+    if hf is not None:
+        results["ratios"] |= {f"vllm_vs_hf_at_{n}": med[f"vllm/distinct/{n}"]["tok_s"] / med[f"hf/distinct/{n}"]["tok_s"]
+                              for n in (1, 4, 8)}
+    out = ROOT / "benchmarks" / "results" / ("vllm_steering_cost" if args.steering_only else "vllm_serving")
     out.with_suffix(".json").write_text(json.dumps(results, indent=1))
     lines = ["| backend | steering | concurrent | tok/s (aggregate) | time to first token (s) |", "|---|---|---|---|---|"]
     for key, v in med.items():
@@ -103,7 +108,8 @@ def main() -> None:
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     served.close()
-    hf.close()
+    if hf is not None:
+        hf.close()
 
 
 if __name__ == "__main__":
