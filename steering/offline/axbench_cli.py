@@ -40,18 +40,21 @@ def score(config: str, out: Path | None, features: Sequence[str] | None = None, 
           seeds: Sequence[int] = (0, 1), strengths: Sequence[float] | None = None, mode: str | None = None,
           max_new_tokens: int = 64, n_prompts: int | None = None, probe_layer: int = PROBE_LAYER,
           concepts: dict[str, str] | None = None, cache: bool = True, fit_prompts: int | None = None,
-          probe_tokens: int = PROBE_TOKENS) -> dict:
+          probe_tokens: int = PROBE_TOKENS, engine=None, scorer: Scorer | None = None,
+          specs: Sequence | None = None) -> dict:
     """Each feature alone (its config strength and mode, or each of `strengths` in `mode`), the system-prompt
-    baseline and the unsteered answers, graded on `split`'s prompts at each seed."""
+    baseline and the unsteered answers, graded on `split`'s prompts at each seed. `engine` and `scorer` may be
+    passed in (already built and fitted); `specs`, FeatureSpecs, replace the config's features."""
     from steering.engine import Engine
 
     t0 = time.time()
-    engine = Engine.from_config(config, device="cpu", dtype="float32")
+    engine = engine or Engine.from_config(config, device="cpu", dtype="float32")
     prompts = SPLITS[split][:n_prompts]
-    scorer = Scorer.fit(engine, max_new_tokens, SPLITS["pick"][:fit_prompts], probe_layer=probe_layer, cache=cache,
-                        probe_tokens=probe_tokens)
+    scorer = scorer or Scorer.fit(engine, max_new_tokens, SPLITS["pick"][:fit_prompts], probe_layer=probe_layer,
+                                  cache=cache, probe_tokens=probe_tokens)
     print(f"thresholds {scorer.thresholds.to_dict()} ({time.time() - t0:.0f}s)", flush=True)
-    feats = [_feature(engine, k, mode, (concepts or {}).get(k)) for k in features] if features else list(engine.features)
+    feats = list(specs) if specs else [_feature(engine, k, mode, (concepts or {}).get(k)) for k in features] \
+        if features else list(engine.features)
     result = {"config": config, "split": split, "prompts": list(prompts), "seeds": list(seeds),
               "max_new_tokens": max_new_tokens, "probe_layer": probe_layer, "thresholds": scorer.thresholds.to_dict(),
               "fit": scorer.fit_info, "probes": {}, "features": []}

@@ -141,6 +141,27 @@ TIGHT: dict[str, TightConcept] = {c.name: c for c in [
         "jolly roger", "plunder", "shiver me timbers", "aye"),
         ("pirates", "a pirate ship", "a pirate captain's speech", "buried pirate treasure"),
         "Talk like a pirate in every answer."),
+    # Added for the default features' screen (axbench_pick): kinds the first concepts had no steering feature for.
+    TightConcept("archaic", "style", (
+        "thou", "thee", "thy", "thine", "thyself", "hath", "doth", "dost", "shalt", "ye", "forsooth", "verily",
+        "methinks", "hither", "thither", "wherefore"),
+        ("Shakespeare's plays", "a knight's oath", "the King James Bible", "an old English ballad"),
+        "Talk like Shakespeare, in old-fashioned English, in every answer."),
+    TightConcept("fear", "mood", (
+        "fear", "fearful", "afraid", "scared", "scary", "terrified", "terror", "frightened", "frightening", "fright",
+        "horror", "horrified", "dread", "spooky", "creepy", "nightmare"),
+        ("fear", "a haunted house", "being scared of the dark", "a terrifying nightmare"), "Talk about fear in every answer."),
+    TightConcept("italy", "place", (
+        "italy", "italian", "rome", "venice", "florence", "milan", "naples", "tuscany", "sicily", "colosseum",
+        "vatican"),
+        ("Italy", "Rome", "Italian culture", "Venice"), "Talk about Italy in every answer."),
+    TightConcept("china", "place", (
+        "china", "chinese", "beijing", "shanghai", "mandarin", "great wall", "yangtze", "hong kong"),
+        ("China", "Beijing", "Chinese culture", "the Great Wall of China"), "Talk about China in every answer."),
+    TightConcept("birds", "animal", (
+        "bird", "parrot", "eagle", "owl", "sparrow", "pigeon", "hawk", "seagull", "songbird", "feather", "beak",
+        "birdwatching"),
+        ("birds", "a parrot", "an eagle in flight", "birdwatching"), "Talk about birds in every answer."),
 ]}
 for _c in TIGHT.values():
     assert _c.system, _c.name

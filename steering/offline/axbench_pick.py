@@ -2,7 +2,8 @@
 steering settings, record every run, and choose one setting per concept by a fixed rule.
 
     python -m steering.offline.axbench pick [demo.yaml] --candidates "dogs=L15:14200,L15:16221;paris=L15:13926"
-        [--settings add:30,add:45,clamp:30] [--n-prompts 16] [--seed 0] [--baseline] [--out benchmarks/axbench_pick]
+        [--settings add:30,add:45,clamp:30] [--n-prompts 16] [--seed 0] [--baseline] [--light]
+        [--out benchmarks/axbench_pick]
 
 Each run steers one feature alone through the serving path (`axbench.score_feature`) on the pick split's first
 `n_prompts` prompts (`SPLITS["pick"]`, never the report split) at one seed, and records the scorer's grades, the
@@ -10,11 +11,13 @@ tight-lexicon inclusion, the fluency ratio (`axbench_grades.fluency_ratio`: pool
 their chat prompt under the unsteered model, over that of the unsteered answers to the same prompts and seed, as
 `evaluate`) and the median per-answer prompt-free `ppl_ratio`. Runs go to OUT.json as they finish; a run already
 there (same concept, feature, mode, strength, prompts and seed) is not redone, so a screen can be resumed or
-extended, and a confirmation on more prompts is recorded next to it.
+extended, and a confirmation on more prompts is recorded next to it. `--light` skips the probe and the grade
+thresholds (`LightScorer`: inclusion, fluency ratio and ppl ratio only; much cheaper to set up).
 
 Rule (`choose`): among a concept's runs on the most prompts, those with inclusion >= `min_inclusion` (0.8: a margin
 over the 0.7 target) and fluency ratio <= `max_fluency` (2.0); of those the lowest fluency ratio. None qualifies:
-the same with inclusion >= 0.7; still none: the concept fails (its best inclusion among fluent runs is shown)."""
+the same with inclusion >= 0.7; still none: the concept fails, and `fallback` names its highest inclusion at
+fluency ratio <= 2.5 (what the app would ship for that kind, marked below target)."""
 
 from __future__ import annotations
 
@@ -88,51 +91,61 @@ def label_candidates(cards, words: Sequence[str], n: int = 12) -> list[int]:
     return [i for _, i in sorted(found, reverse=True)[:n]]
 
 
-def concept_mass(engine, token_ids, texts, plan=None) -> float:
-    """Mean next-token probability of `token_ids` over the answer positions of `texts` ((prompt ids, answer ids)
-    pairs, read teacher-forced), steered by `plan`: one forward pass per text."""
-    import torch
-
-    total, count = 0.0, 0
-    with torch.inference_mode(), engine.hooks.steering(plan):
-        for prompt, answer in texts:
-            ids = torch.cat([prompt, torch.tensor(answer, dtype=torch.long)])[None]
-            logits = engine.model(input_ids=ids, use_cache=False).logits[0, len(prompt) - 1 : -1].float()
-            total += float(torch.softmax(logits, -1)[:, token_ids].sum())
-            count += logits.shape[0]
-    return total / max(count, 1)
-
-
-def prescreen(engine, concept, indices: Sequence[int], settings: Sequence[tuple[str, float]], texts) -> list[dict]:
-    """Each candidate at each setting: its gain in `concept_mass` of the concept's words over unsteered."""
-    from steering.config import FeatureSpec
-    from steering.inspection.concept_rank import concept_token_ids
-
-    tokens = concept_token_ids(engine.tokenizer, [w for w in concept.words if " " not in w])
-    plain = concept_mass(engine, tokens, texts)
-    out = []
-    for i in indices:
-        for mode, strength in settings:
-            f = FeatureSpec(layer=engine.inspector_layer, index=int(i), strength=strength, mode=mode)
-            m = concept_mass(engine, tokens, texts, engine.plan({f.key: strength}, mode=mode, features=[f]))
-            out.append({"concept": concept.name, "index": int(i), "mode": mode, "strength": strength, "mass": m,
-                        "gain": m / plain if plain else float("inf")})
-    return out
-
-
 def _summary(out: dict, base_rows: list[dict]) -> dict:
     from steering.offline.axbench_grades import fluency_ratio, median_ppl_ratio
 
     s = out["summary"]
     return {"inclusion": s["lexicon"], "fluency_ratio": round(fluency_ratio(out["rows"], base_rows), 4),
-            "median_ppl_ratio": median_ppl_ratio(out["rows"]), "score": s["score"], "concept_grade": s["concept"],
-            "instruction": s["instruction"], "fluency": s["fluency"], "probe": s["probe"],
-            "answers": [r["answer"] for r in out["rows"]]}
+            "median_ppl_ratio": median_ppl_ratio(out["rows"]), "score": s.get("score"),
+            "concept_grade": s.get("concept"), "instruction": s.get("instruction"), "fluency": s.get("fluency"),
+            "probe": s.get("probe"), "answers": [r["answer"] for r in out["rows"]]}
+
+
+class LightScorer:
+    """`Scorer.score`'s lexicon, nll and prompt-free ppl ratio only (no probe, no thresholds: score and grades
+    are None), with `ppl_ref` the median prompt-free perplexity of the unsteered answers to the same prompts."""
+
+    def __init__(self, engine, max_new_tokens: int):
+        self.engine, self.max_new_tokens, self.ppl_ref, self.cache = engine, max_new_tokens, None, True
+
+    def score(self, concept, prompts, answers) -> dict:
+        import math
+
+        from steering.offline.axbench_grades import percentile
+        from steering.offline.axbench_measure import read_answers, unsteered_answers
+        from steering.offline.lexicon import matches
+
+        tok = self.engine.tokenizer
+        if self.ppl_ref is None:
+            plain = read_answers(self.engine.model, tok, prompts, unsteered_answers(
+                self.engine, prompts, self._seed, self.max_new_tokens), with_prompt=False)
+            self.ppl_ref = percentile([math.exp(-r.lp_free / r.n) for r in plain if r.n], 50)
+        rows = []
+        for p, a, r in zip(prompts, answers, read_answers(self.engine.model, tok, prompts, answers)):
+            text = tok.decode(a, skip_special_tokens=True)
+            rows.append({"prompt": p, "answer": text, "lexicon": int(bool(matches(text, concept.words))),
+                         "nll": -r.lp_prompt, "tokens": r.n,
+                         "ppl_ratio": math.exp(-r.lp_free / r.n) / self.ppl_ref if r.n else None})
+        return {"summary": {"lexicon": sum(r["lexicon"] for r in rows) / len(rows)}, "rows": rows}
+
+
+def _light_run(engine, scorer, c, prompts, seed, plan=None, system=None) -> dict:
+    from steering.offline.axbench_measure import unsteered_answers
+    from steering.offline.evaluate import generate_answers
+
+    scorer._seed = seed
+    if plan is None:
+        answers = unsteered_answers(engine, prompts, seed, scorer.max_new_tokens, system_prompt=system)
+    else:
+        answers = generate_answers(engine, prompts, plan=plan, max_new_tokens=scorer.max_new_tokens, seed=seed)
+    return scorer.score(c, prompts, answers)
 
 
 def screen(config: str, candidates: dict[str, list[str]], settings: Sequence[tuple[str, float]], out: Path,
-           n_prompts: int | None = 16, seed: int = 0, max_new_tokens: int = 64, baseline: bool = False) -> dict:
-    """Run every (concept, candidate, setting) not yet in OUT.json; rewrite OUT.json / OUT.md after each."""
+           n_prompts: int | None = 16, seed: int = 0, max_new_tokens: int = 64, baseline: bool = False,
+           light: bool = False) -> dict:
+    """Run every (concept, candidate, setting) not yet in OUT.json; rewrite OUT.json / OUT.md after each.
+    `light`: no probe or thresholds (`LightScorer`): inclusion, fluency ratio and ppl ratio only."""
     from steering.config import FeatureSpec
     from steering.engine import Engine
     from steering.keys import FeatureKey
@@ -143,13 +156,19 @@ def screen(config: str, candidates: dict[str, list[str]], settings: Sequence[tup
     record = json.loads(path.read_text()) if path.exists() else {"config": config, "split": "pick", "runs": []}
     done = {run_id(r) for r in record["runs"]}
     t0 = time.time()
-    if (config, max_new_tokens) not in _SETUP:  # kept for the process: a driver may call screen() again
+    if (config, max_new_tokens, light) not in _SETUP:  # kept for the process: a driver may call screen() again
         engine = Engine.from_config(config, device="cpu", dtype="float32")
-        _SETUP[(config, max_new_tokens)] = engine, Scorer.fit(engine, max_new_tokens)
-    engine, scorer = _SETUP[(config, max_new_tokens)]
+        _SETUP[(config, max_new_tokens, light)] = engine, (LightScorer(engine, max_new_tokens) if light else
+                                                          Scorer.fit(engine, max_new_tokens))
+    engine, scorer = _SETUP[(config, max_new_tokens, light)]
     prompts = SPLITS["pick"][:n_prompts]
     n = len(prompts)
-    record["thresholds"] = scorer.thresholds.to_dict()
+    if light:
+        score_unsteered = lambda engine, c, prompts, seed, scorer: _light_run(engine, scorer, c, prompts, seed)  # noqa: E731
+        score_baseline = lambda engine, c, prompts, seed, scorer: _light_run(engine, scorer, c, prompts, seed,  # noqa: E731
+                                                                             system=c.system)
+    if not light:
+        record["thresholds"] = scorer.thresholds.to_dict()
     labels = _labels(engine)
     for name, keys in candidates.items():
         c = concept_of(None, name)
@@ -166,7 +185,10 @@ def screen(config: str, candidates: dict[str, list[str]], settings: Sequence[tup
                 if rid in done:
                     continue
                 f = FeatureSpec(layer=k.layer, index=k.index, strength=strength, mode=mode, label=f"{name} candidate")
-                r = score_feature(engine, f, strength, mode, prompts, seed, concept=c, scorer=scorer)
+                if light:
+                    r = _light_run(engine, scorer, c, prompts, seed, engine.plan({f.key: strength}, mode=mode, features=[f]))
+                else:
+                    r = score_feature(engine, f, strength, mode, prompts, seed, concept=c, scorer=scorer)
                 run = {"concept": name, "kind": c.kind, "key": str(k), "label": labels.get(k.index), "mode": mode,
                        "strength": float(strength), "n_prompts": n, "seed": seed, **_summary(r, base["rows"])}
                 record["runs"].append(run)
@@ -174,7 +196,7 @@ def screen(config: str, candidates: dict[str, list[str]], settings: Sequence[tup
                 _save(record, out)
                 print(f"{name:>10} {k} {mode:>5} {strength:5.1f}: inclusion {run['inclusion']:.0%} fluency ratio "
                       f"{run['fluency_ratio']:.2f} ppl ratio (median) {run['median_ppl_ratio']:.2f} score "
-                      f"{run['score']:.2f} ({time.time() - t0:.0f}s)", flush=True)
+                      f"{run['score'] if run['score'] is None else round(run['score'], 2)} ({time.time() - t0:.0f}s)", flush=True)
     return record
 
 
@@ -206,13 +228,23 @@ def _save(record: dict, out: Path) -> None:
     out.with_suffix(".md").write_text(markdown(record))
 
 
+def fallback(runs: Sequence[dict], max_fluency: float = 2.5) -> dict | None:
+    """For a concept `choose` fails: its highest inclusion at fluency ratio <= `max_fluency` (ties: more fluent)."""
+    ok = [r for r in runs if "baseline" not in r and r["fluency_ratio"] <= max_fluency and r["inclusion"] > 0]
+    return max(ok, key=lambda r: (r["inclusion"], -r["fluency_ratio"])) if ok else None
+
+
 def picks(runs: Sequence[dict]) -> dict[str, dict | None]:
-    """The chosen run per concept (`choose`), as a short dict, or None."""
+    """The chosen run per concept (`choose`; else `fallback`, marked `below_target`), as a short dict, or None."""
     out = {}
     for name in dict.fromkeys(r["concept"] for r in runs):
-        best = choose([r for r in runs if r["concept"] == name])
-        out[name] = None if best is None else {k: best[k] for k in ("key", "mode", "strength", "n_prompts", "inclusion",
-                                                                    "fluency_ratio", "median_ppl_ratio", "score")}
+        mine = [r for r in runs if r["concept"] == name]
+        best = choose(mine)
+        below = best is None
+        best = best or fallback(mine)
+        out[name] = None if best is None else {
+            **{k: best[k] for k in ("key", "kind", "mode", "strength", "n_prompts", "inclusion", "fluency_ratio",
+                                    "median_ppl_ratio", "score")}, "below_target": below}
     return out
 
 
@@ -230,11 +262,13 @@ def markdown(record: dict) -> str:
         ppl = "-" if r.get("median_ppl_ratio") is None else f"{r['median_ppl_ratio']:.2f}"
         lines.append(f"| {r['concept']} | {r['kind']} | {r['key']} | {r.get('label') or ''} | {setting} | "
                      f"{r['n_prompts']} x {r['seed']} | {r['inclusion']:.0%} | {r['fluency_ratio']:.2f} | {ppl} | "
-                     f"{r['score']:.2f} | {mark} |")
-    lines += ["", "| concept | picked | inclusion | fluency ratio |", "|---|---|---|---|"]
+                     f"{'-' if r.get('score') is None else format(r['score'], '.2f')} | {mark} |")
+    lines += ["", "Picked per concept; below target (no run reaches 70% at fluency ratio <= 2): the highest inclusion "
+              "at fluency ratio <= 2.5.", "", "| concept | picked | inclusion | fluency ratio |", "|---|---|---|---|"]
     for name, p in picked.items():
-        lines.append(f"| {name} | " + ("none reaches 70% at fluency ratio <= 2 | - | - |" if p is None else
-                                      f"{p['key']} {p['mode']} {p['strength']:g} | {p['inclusion']:.0%} | "
+        lines.append(f"| {name} | " + ("nothing above 0% at fluency ratio <= 2.5 | - | - |" if p is None else
+                                      f"{p['key']} {p['mode']} {p['strength']:g}"
+                                      f"{' (below target)' if p.get('below_target') else ''} | {p['inclusion']:.0%} | "
                                       f"{p['fluency_ratio']:.2f} |"))
     return "\n".join(lines) + "\n"
 
@@ -248,10 +282,11 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--baseline", action="store_true", help="also grade the system-prompt baseline")
+    p.add_argument("--light", action="store_true", help="inclusion and fluency only (no probe, no grades)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/axbench_pick"))
     p.add_argument("--threads", type=int, default=1)
 
 
 def run(args: argparse.Namespace) -> None:
     screen(args.config, parse_candidates(args.candidates), parse_settings(args.settings), args.out,
-           args.n_prompts or None, args.seed, args.max_new_tokens, args.baseline)
+           args.n_prompts or None, args.seed, args.max_new_tokens, args.baseline, args.light)

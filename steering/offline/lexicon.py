@@ -158,6 +158,19 @@ CONCEPTS: dict[str, Concept] = {c.name: c for c in [
              "How does the World Cup work?", "I love watching football matches.", "What position should I play?",
              "Tell me about the Premier League.", "How do I become a better striker?"),
             "Talk about football in every answer."),
+    Concept("sports", ("sport", "sports", "athlete", "stadium", "tournament", "championship", "basketball", "baseball",
+                       "tennis", "football", "soccer", "rugby", "hockey", "golf", "olympic", "olympics", "team", "coach",
+                       "match", "league"),
+            ("Tell me about sports.", "Who is the best basketball player?", "Describe a tennis match.",
+             "How do the Olympic Games work?", "I love watching baseball.", "What sport should I try?",
+             "Tell me about a famous athlete.", "How do I get better at golf?"),
+            "Talk about sports in every answer."),
+    Concept("fear", ("fear", "afraid", "scared", "scary", "terrified", "terror", "frightened", "fright", "horror",
+                     "dread", "panic", "nightmare", "creepy", "spooky", "fearful"),
+            ("I am scared of the dark.", "Tell me about fear.", "Describe a haunted house.",
+             "What are people most afraid of?", "I had a terrifying nightmare.", "Why do horror films frighten us?",
+             "Describe a spooky night in the woods.", "How do I stop feeling afraid?"),
+            "Talk about fear in every answer."),
 ]}
 
 

@@ -7,7 +7,14 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from steering.config import load_config
+from steering.inspection.cards import load_feature_cards
 from tests.helpers import ROOT, browser_page, start_app, stop_app
+
+DEFAULTS = load_config(ROOT / "demo.yaml").features
+FIRST = DEFAULTS[0]  # the feature that is on at start
+N = len(DEFAULTS)  # the first free slot
+EXTRA = next(i for i in (14200, 16221, 2396) if i not in {f.index for f in DEFAULTS})  # a dog / cat feature to add
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +33,7 @@ def shipped_app(tmp_path_factory):
 def page(shipped_app):
     with browser_page(1500, 1400) as page:
         page.goto(f"{shipped_app}?tokens=12&temp=0")
-        expect(page.locator("#strength-0 input[type=number]")).to_have_value("40", timeout=120_000)
+        expect(page.locator("#strength-0 input[type=number]")).to_have_value(f"{FIRST.strength:g}", timeout=120_000)
         yield page
 
 
@@ -40,10 +47,10 @@ def test_adding_a_feature_keeps_every_slider_and_box_as_left(page):
     first.press("Enter")
     page.locator("#on-1 input[type=checkbox]").check()
     picked = _number(page, "picked-feature")
-    picked.fill("14200")
+    picked.fill(str(EXTRA))
     page.click("#steer-with")
-    expect(page.locator("#strength-4")).to_be_visible(timeout=60_000)
-    expect(page.locator("#strength-4")).to_contain_text("14200")
+    expect(page.locator(f"#strength-{N}")).to_be_visible(timeout=60_000)
+    expect(page.locator(f"#strength-{N}")).to_contain_text(str(EXTRA))
     expect(first).to_have_value("77")
     expect(page.locator("#on-1 input[type=checkbox]")).to_be_checked()
     expect(page.locator("#on-2 input[type=checkbox]")).not_to_be_checked()
@@ -79,8 +86,9 @@ def test_a_feature_card_opens_from_the_inspector_table_and_from_a_slider(page):
     expect(page.locator("#feature-histogram-chat")).to_be_visible()
 
     page.click("#card-0")
-    expect(card).to_contain_text("Feature 8672", timeout=60_000)
-    expect(card).to_contain_text("football")
+    expect(card).to_contain_text(f"Feature {FIRST.index}", timeout=60_000)
+    label = load_feature_cards(ROOT / "saes" / "smollm2-135m-instruct" / "layer_15").label(FIRST.index)
+    expect(card).to_contain_text(label.split(" / ")[0])
 
 
 def test_a_token_click_shows_its_own_features(page):
@@ -93,9 +101,9 @@ def test_a_token_click_shows_its_own_features(page):
 def test_a_phrase_becomes_a_slider_that_is_on(page):
     page.locator("#phrase textarea").fill("the ocean")
     page.click("#phrase-go")
-    slot = page.locator("#strength-5")
+    slot = page.locator(f"#strength-{N + 1}")  # after the defaults and the feature added above
     expect(slot).to_be_visible(timeout=120_000)
-    expect(page.locator("#on-5 input[type=checkbox]")).to_be_checked()
-    value = float(_number(page, "strength-5").input_value())
+    expect(page.locator(f"#on-{N + 1} input[type=checkbox]")).to_be_checked()
+    value = float(_number(page, f"strength-{N + 1}").input_value())
     assert 20 <= value <= 60, value
     assert re.search(r"ocean|sea|marine|water", slot.inner_text().lower()), slot.inner_text()

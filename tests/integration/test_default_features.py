@@ -2,21 +2,20 @@
 concept's tight-lexicon words on a fixed neutral prompt (real SmolLM2, the shipped SAE, one forward each).
 
 The prompt is a neutral request and the start of a neutral answer, read teacher-forced; the measure is the
-next-token probability mass on the first tokens of the concept's words (`concept_rank.concept_token_ids`),
+next-token probability mass on the concept's words that are one token each (" dog", " Dog", "dog", "Dog"),
 averaged over the answer's positions. Steering must multiply it by at least `MIN_GAIN`."""
 
 import pytest
 import torch
 
 from steering.config import load_config
-from steering.inspection.concept_rank import concept_token_ids
 from steering.model.chat_template import encode_chat
 from steering.offline.axbench_concepts import tight_concept_for
 from tests.helpers import ROOT
 
 PROMPT = "Tell me something."
 ANSWER = "Sure! Here is something I find interesting about the way people spend an ordinary day"
-MIN_GAIN = 2.0
+MIN_GAIN = 10.0  # seen: x34 (food) to x324 (sports)
 FEATURES = load_config(ROOT / "demo.yaml").features
 
 
@@ -40,6 +39,16 @@ def inputs(engine):
     return torch.cat([prompt, answer], 1), prompt.shape[1] - 1  # positions from the answer's first token
 
 
+def word_tokens(tokenizer, words) -> torch.Tensor:
+    ids = set()
+    for w in words:
+        for form in (" " + w, " " + w.capitalize(), w, w.capitalize()):
+            found = tokenizer(form, add_special_tokens=False)["input_ids"]
+            if len(found) == 1:
+                ids.add(found[0])
+    return torch.tensor(sorted(ids), dtype=torch.long)
+
+
 @torch.inference_mode()
 def concept_mass(engine, ids, start, tokens, plan=None) -> float:
     with engine.hooks.steering(plan):
@@ -59,8 +68,10 @@ def test_the_defaults_cover_eight_concepts_of_four_kinds():
 def test_each_default_feature_raises_its_concept_words(engine, inputs, feature):
     ids, start = inputs
     concept = tight_concept_for(feature.label)
-    tokens = concept_token_ids(engine.tokenizer, [w for w in concept.words if " " not in w])
+    tokens = word_tokens(engine.tokenizer, [w for w in concept.words if " " not in w])
+    assert len(tokens) >= 3, concept.name
     plain = concept_mass(engine, ids, start, tokens)
     plan = engine.plan({feature.key: feature.strength}, mode=feature.mode, features=[feature])
     steered = concept_mass(engine, ids, start, tokens, plan)
+    print(f"{concept.name}: {plain:.2e} -> {steered:.2e} (x{steered / plain:.1f})")
     assert steered > MIN_GAIN * plain, (concept.name, plain, steered)

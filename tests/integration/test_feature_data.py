@@ -19,6 +19,10 @@ CONCEPTS = {  # the shipped defaults (demo.yaml) and words their labels may use
     8241: {"music", "guitar", "piano", "composer", "pianist", "instrument", "violin", "musical", "musician", "drum"},
     15305: {"food", "pizza", "cream", "rice", "lasagna", "pasta", "cheese", "salad", "bread", "soup", "dish"},
     6759: {"function", "functions", "decorator", "callable", "python", "code", "called", "lambda", "method"},
+    9906: {"weather", "rain", "snow", "storm", "sunny", "climate"},
+    13926: {"france", "french", "paris"},
+    14200: {"dog", "dogs", "puppy", "pet", "pets"},
+    4511: {"fear", "scary", "afraid", "scared", "horror"},
 }
 
 
@@ -48,6 +52,9 @@ def test_densities_are_shares_of_held_out_tokens(cards):
 
 
 def test_the_defaults_labels_name_their_concepts(cards):
+    from steering.config import load_config
+
+    assert {f.index for f in load_config(ROOT / "demo.yaml").features} == set(CONCEPTS)
     for index, words in CONCEPTS.items():
         label = cards.label(index)
         assert set(label.replace("→", " ").replace("/", " ").split()) & words, (index, label)
@@ -56,6 +63,7 @@ def test_the_defaults_labels_name_their_concepts(cards):
 def test_the_concept_ranking_finds_the_defaults(cards):
     assert 8241 in [r.index for r in features_for_concept(cards, "music", n=10)]
     assert 8672 in [r.index for r in features_for_concept(cards, "football", n=10)]
+    assert 14200 in [r.index for r in features_for_concept(cards, "dogs", n=10)]
 
 
 def test_most_labels_are_english_words(cards):

@@ -38,6 +38,7 @@ OPTIONAL_RUNTIME = {
     "nnsight": "`backend: nnsight` (steering/generate/nnsight.py); installed by requirements-dev.txt",
     "vllm": "`backend: vllm` (steering/serving/); requirements-vllm-cpu.txt / requirements-vllm.txt",
     "interp_engine": "`backend: vllm`'s worker extension (steering/serving/vllm_worker.py); requirements-vllm*.txt",
+    "psutil": "`backend: vllm`'s free-memory check (steering/serving/vllm_engine.py); installed with vllm",
 }
 # Import name -> distribution name, where they differ.
 DISTRIBUTIONS = {"yaml": "pyyaml"}

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from steering.offline.axbench_grades import fluency_ratio, median_ppl_ratio
-from steering.offline.axbench_pick import choose, markdown, parse_candidates, parse_settings, picks
+from steering.offline.axbench_pick import choose, fallback, label_candidates, markdown, parse_candidates, parse_settings, picks
 
 
 def test_fluency_ratio_pools_tokens_like_the_evaluate_scorer():
@@ -46,10 +46,38 @@ def test_choose_takes_the_most_fluent_run_with_a_margin_over_the_target():
     assert choose(runs + [{**run("x", 1.0, 1.0), "baseline": True}])["key"] == "L15:2"
 
 
+def test_fallback_takes_the_highest_inclusion_within_a_looser_fluency_bound():
+    assert fallback([run("a", 0.5, 2.4), run("b", 0.6, 2.6), run("c", 0.5, 2.0)])["key"] == "c"
+    assert fallback([run("a", 0.0, 1.0)]) is None
+
+
 def test_picks_and_markdown_mark_the_chosen_run_and_failed_concepts():
     runs = [run("L15:1", 0.9, 1.5), run("L15:2", 0.2, 1.1), run("L15:9", 0.5, 1.2, concept="cats")]
+    runs += [run("L15:8", 0.4, 2.6, concept="cats"), run("L15:7", 0.0, 1.0, concept="birds")]
     p = picks(runs)
-    assert p["dogs"]["key"] == "L15:1" and p["cats"] is None
+    assert p["dogs"]["key"] == "L15:1" and not p["dogs"]["below_target"]
+    assert p["cats"]["key"] == "L15:9" and p["cats"]["below_target"]  # 40% at 2.6 is past the fallback's 2.5
+    assert p["birds"] is None
     md = markdown({"runs": runs, "picked": p}).splitlines()
     assert "| dogs | animal | L15:1 |  | add 30 | 16 x 0 | 90% | 1.50 | 1.10 | 1.00 | **yes** |" in md
-    assert "| cats | none reaches 70% at fluency ratio <= 2 | - | - |" in md
+    assert "| cats | L15:9 add 30 (below target) | 50% | 1.20 |" in md
+    assert "| birds | nothing above 0% at fluency ratio <= 2.5 | - | - |" in md
+
+
+def test_label_candidates_rank_features_whose_words_name_the_concept():
+    feats = [{"label": "dog / dogs / pet", "top_words": [["dog", 5.0], ["dogs", 3.0], ["pet", 2.0]]},
+             {"label": "the / of", "top_words": [["the", 9.0], ["of", 1.0]]},
+             {"label": "walk / puppies", "top_words": [["walk", 8.0], ["puppies", 2.0]]},
+             {"label": "dogma / creed", "top_words": [["dogma", 1.0]]}]
+    # "dogma" is no dog (a 3-letter word is matched whole); phrases are left out
+    assert label_candidates(_Cards(feats), ("dog", "puppy", "puppies", "labrador retriever")) == [0, 2]
+
+
+class _Cards:
+    def __init__(self, feats):
+        from types import SimpleNamespace
+
+        self.contexts = SimpleNamespace(features=feats)
+
+    def __len__(self):
+        return len(self.contexts.features)
