@@ -162,24 +162,24 @@ def _parse_feature(problems: list[str], i: int, entry: Any) -> FeatureSpec | Non
     return None if unknown else feature
 
 
-def _parse_generation(problems: list[str], raw: Any) -> GenerationSettings | None:
+def _parse_section(problems: list[str], raw: Any, name: str, make: Callable[..., _T], keys: tuple[str, ...],
+                   example: str) -> _T | None:
+    """A nested settings mapping (`generation:`, `vllm:`): absent is the defaults; unknown keys are problems."""
     if raw is None:
-        return GenerationSettings()
+        return make()
     if not isinstance(raw, Mapping):
-        problems.append(problem("generation", "expected a mapping", raw, "write generation: {max_new_tokens: 256, temperature: 0.7}"))
+        problems.append(problem(name, "expected a mapping", raw, f"write {name}: {example}"))
         return None
-    problems += [unknown_key("generation.", k, _GEN_KEYS) for k in raw if k not in _GEN_KEYS]
-    return _build(problems, GenerationSettings, **{k: raw[k] for k in _GEN_KEYS if k in raw})
+    problems += [unknown_key(f"{name}.", k, keys) for k in raw if k not in keys]
+    return _build(problems, make, **{k: raw[k] for k in keys if k in raw})
+
+
+def _parse_generation(problems: list[str], raw: Any) -> GenerationSettings | None:
+    return _parse_section(problems, raw, "generation", GenerationSettings, _GEN_KEYS, "{max_new_tokens: 256, temperature: 0.7}")
 
 
 def _parse_vllm(problems: list[str], raw: Any) -> VLLMSettings | None:
-    if raw is None:
-        return VLLMSettings()
-    if not isinstance(raw, Mapping):
-        problems.append(problem("vllm", "expected a mapping", raw, "write vllm: {tensor_parallel_size: 1, max_model_len: 4096}"))
-        return None
-    problems += [unknown_key("vllm.", k, _VLLM_KEYS) for k in raw if k not in _VLLM_KEYS]
-    return _build(problems, VLLMSettings, **{k: raw[k] for k in _VLLM_KEYS if k in raw})
+    return _parse_section(problems, raw, "vllm", VLLMSettings, _VLLM_KEYS, "{tensor_parallel_size: 1, max_model_len: 4096}")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
