@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections import deque
 from collections.abc import Sequence
 
 import torch
@@ -23,6 +24,7 @@ from steering.serving.payload import to_payload
 from steering.serving.served_model import ServedModel, tokenizer_for
 
 TIMEOUT_S = 600
+ROUTES_KEPT = 1000
 
 
 def server_for(servers: Sequence[str], key: str) -> str:
@@ -73,7 +75,7 @@ class RemoteDecoder:
     def __init__(self, model: RemoteModel, tokenizer):
         self.model, self.tokenizer = model, tokenizer
         self.in_flight = InFlight()
-        self.routes: list[str] = []  # the server each request went to, in order (tests, logs)
+        self.routes: deque[str] = deque(maxlen=ROUTES_KEPT)  # the latest requests' servers, in order (tests, logs)
 
     @property
     def active(self) -> int:

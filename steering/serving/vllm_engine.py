@@ -148,7 +148,6 @@ class VLLMDecoder:
         self.eos_ids, self.special_ids = sorted(set(eos_ids)), sorted(set(special_ids))
         self.sae_source, self.stop_text = sae_source, stop_text
         self.in_flight = InFlight()
-        self.request_ids: list[str] = []  # every engine request id this decoder sent (tests: none left running)
 
     @property
     def active(self) -> int:
@@ -185,7 +184,6 @@ class VLLMDecoder:
         ids = [int(t) for t in r.input_ids[0].tolist()]
         payload = to_payload(r.plan, self.sae_source) if r.plan is not None and not r.plan.is_empty else None
         rid = f"steer-{uuid.uuid4().hex}"
-        self.request_ids.append(rid)
         prompt: dict = {"prompt_token_ids": ids}
         if payload is not None:
             prompt["cache_salt"] = plan_fingerprint(payload)

@@ -89,7 +89,7 @@ def test_each_chat_stays_on_one_server_and_chats_spread(engines, servers):
         first = remote.chat(text, settings=greedy(remote, 6))
         remote.chat([{"role": "user", "content": text}, {"role": "assistant", "content": first},
                      {"role": "user", "content": "And another one?"}], settings=greedy(remote, 6))
-    routes = remote.decoder.routes[before:]
+    routes = list(remote.decoder.routes)[before:]
     assert all(routes[i] == routes[i + 1] for i in range(0, len(routes), 2)), routes
     assert set(routes) == set(servers), "six chats should use both servers"
     served = [httpx.get(u + "/v1/steering/info").json()["served"]["generate"] for u in servers]
