@@ -69,13 +69,18 @@ def load_benchmark(name: str):
     return module
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def start_app(demo: Path, env: dict | None = None, timeout_s: float = 300, argv: list[str] | None = None,
               poll_s: float = 0.5) -> tuple[subprocess.Popen, str, Path]:
     """`python app.py` (or `python *argv`) serving `demo` on a free loopback port; returns (process, URL,
     log path) once it answers, checking every `poll_s`."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log_path = demo.parent / "app.log"
     full_env = {**os.environ, "STEERING_CONFIG": str(demo), "PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
                 "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from steering.offline.lexicon import CONCEPTS, NEUTRAL_PROMPTS
+from steering.offline.lexicon import CONCEPTS, NEUTRAL_PROMPTS, named_in
 
 
 @dataclass(frozen=True)
@@ -211,10 +211,4 @@ SPLITS = {"pick": PICK_PROMPTS, "report": REPORT_PROMPTS}
 
 def tight_concept_for(label: str | None) -> TightConcept | None:
     """The tight concept a feature label names (as `lexicon.concept_for`), or None."""
-    import re
-
-    text = (label or "").lower()
-    for name, c in TIGHT.items():
-        if re.search(rf"\b{re.escape(name)}\b", text):
-            return c
-    return None
+    return named_in(label, TIGHT)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence, TypeVar
+
+T = TypeVar("T")
 
 NEUTRAL_PROMPTS = [
     "Tell me about your weekend.",
@@ -174,13 +176,15 @@ CONCEPTS: dict[str, Concept] = {c.name: c for c in [
 ]}
 
 
+def named_in(label: str | None, table: Mapping[str, T]) -> T | None:
+    """The entry of `table` whose name the label contains as a whole word (the first, case-insensitive), or None."""
+    text = (label or "").lower()
+    return next((c for name, c in table.items() if re.search(rf"\b{re.escape(name)}\b", text)), None)
+
+
 def concept_for(label: str | None) -> Concept | None:
     """The concept a feature label names (first concept name contained in the label, case-insensitive)."""
-    text = (label or "").lower()
-    for name, c in CONCEPTS.items():
-        if re.search(rf"\b{re.escape(name)}\b", text):
-            return c
-    return None
+    return named_in(label, CONCEPTS)
 
 
 def mentions(text: str, keywords: Sequence[str]) -> bool:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,21 +17,16 @@ import torch
 from steering.config import FeatureSpec, load_config
 from steering.engine import Engine
 from steering.keys import FeatureKey
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "Tell me about your weekend."
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def servers():
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    ports = [_port(), _port()]
+    ports = [free_port(), free_port()]
     procs = [subprocess.Popen([sys.executable, "-m", "steering.serve", str(ROOT / "demo.yaml"), "--port", str(p)],
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for p in ports]
     urls = [f"http://127.0.0.1:{p}" for p in ports]

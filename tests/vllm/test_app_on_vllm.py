@@ -7,6 +7,7 @@ import time
 import pytest
 from gradio_client import Client
 
+from tests.helpers import free_port
 from tests.vllm.test_vllm_backend import PROMPT
 
 CHAT_REST = ("own", None, 24, 0.0, None, None, None)  # mode, add_features, max_new_tokens, temperature
@@ -14,11 +15,7 @@ CHAT_REST = ("own", None, 24, 0.0, None, None, None)  # mode, add_features, max_
 
 @pytest.fixture(scope="module")
 def client(app_module):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     _, url, _ = app_module.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     yield Client(url, verbose=False)
     app_module.demo.close()

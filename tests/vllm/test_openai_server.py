@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from dataclasses import replace
@@ -11,6 +10,7 @@ import httpx
 import openai
 import pytest
 
+from tests.helpers import free_port
 from tests.vllm.test_vllm_backend import PROMPT, answer, steer
 
 
@@ -20,9 +20,7 @@ def server(vllm_engine):
 
     from steering.serving.openai_api import create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     srv = uvicorn.Server(uvicorn.Config(create_app(vllm_engine), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
