@@ -206,7 +206,45 @@ REPORT_PROMPTS = [
     "Explain what a receipt is for.",
     "How do I ask my manager for feedback?",
 ]
-SPLITS = {"pick": PICK_PROMPTS, "report": REPORT_PROMPTS}
+# The second round (docs/steering-eval.md#the-default-features): after the first report, REPORT_PROMPTS had been
+# seen, so they join the pick split, and the second report is on these 32, written (and committed) before any
+# steering run of that round.
+REPORT2_PROMPTS = [
+    "How do I clean a stained carpet?",
+    "What should I write in a birthday card for my aunt?",
+    "Explain how a mortgage works.",
+    "Give me tips for keeping a tidy desk.",
+    "How can I be a better friend?",
+    "Describe a quiet village square in the morning.",
+    "What are some ways to save money each month?",
+    "Write a short story about a key found in a drawer.",
+    "How do I change a flat tyre?",
+    "What should I pack for a weekend away?",
+    "Explain how to read an electricity bill.",
+    "How can I make new friends in a new town?",
+    "Write a thank-you email to a teacher.",
+    "What is the best way to organise a bookshelf?",
+    "How do I prepare for a job interview?",
+    "Describe an old clock tower.",
+    "Give me advice on sharing chores with a roommate.",
+    "How do I remove a sticker from glass?",
+    "What makes a good birthday party?",
+    "Write a short story about a door that will not open.",
+    "How should I ask a neighbour to trim their hedge?",
+    "Explain what an insurance excess is.",
+    "Give me tips for writing a short speech.",
+    "How do I keep a notebook organised?",
+    "Describe a typical Monday morning at an office.",
+    "What is a good way to remember people's names?",
+    "How can I make a long meeting go faster?",
+    "Write a short note to a neighbour who helped me move.",
+    "How do I hang a picture frame straight?",
+    "What should I do before signing a contract?",
+    "Describe a park bench on an autumn afternoon.",
+    "How can I stay focused while studying at home?",
+]
+SPLITS = {"pick": PICK_PROMPTS, "report": REPORT_PROMPTS, "pick2": PICK_PROMPTS + REPORT_PROMPTS,
+          "report2": REPORT2_PROMPTS}
 
 
 def tight_concept_for(label: str | None) -> TightConcept | None:

@@ -7,6 +7,7 @@ from steering.offline.axbench_concepts import (
     NEUTRAL_SUBJECTS,
     PICK_PROMPTS,
     PROBE_TEMPLATES,
+    REPORT2_PROMPTS,
     REPORT_PROMPTS,
     TIGHT,
     neutral_probe_prompts,
@@ -74,3 +75,12 @@ def test_splits_and_probe_prompts_are_disjoint_and_neutral():
     for c in TIGHT.values():
         assert not [p for p in REPORT_PROMPTS + list(NEUTRAL_SUBJECTS) if hit(c.name, p)], c.name
         assert not [p for p in PICK_PROMPTS if hit(c.name, p)], c.name
+
+
+def test_second_report_split_is_new_and_neutral():
+    seen = set(PICK_PROMPTS) | set(REPORT_PROMPTS) | set(neutral_probe_prompts()) | \
+        {p for c in TIGHT.values() for p in c.probe_prompts()}
+    assert len(set(REPORT2_PROMPTS)) == len(REPORT2_PROMPTS) == 32
+    assert not seen & set(REPORT2_PROMPTS)
+    for c in TIGHT.values():
+        assert not [p for p in REPORT2_PROMPTS if hit(c.name, p)], c.name
