@@ -6,7 +6,7 @@ steering settings, record every run, and choose one setting per concept by a fix
         [--out benchmarks/axbench_pick]
 
 Each run steers one feature alone through the serving path (`axbench.score_feature`) on the pick split's first
-`n_prompts` prompts (`SPLITS["pick"]`, never the report split) at one seed, and records the scorer's grades, the
+`n_prompts` prompts (`SPLITS["pick"]`, or `"pick2"` in the second round; never a report split) at one seed, and records the scorer's grades, the
 tight-lexicon inclusion, the fluency ratio (`axbench_grades.fluency_ratio`: pooled perplexity of the answers after
 their chat prompt under the unsteered model, over that of the unsteered answers to the same prompts and seed, as
 `evaluate`) and the median per-answer prompt-free `ppl_ratio`. Runs go to OUT.json as they finish; a run already
@@ -28,6 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 TARGET_INCLUSION, TARGET_FLUENCY = 0.7, 2.0
+INCLUSION_NOISE, FLUENCY_NOISE = 0.06, 0.12
+"""Noise units of the second round's margin: 0.06 ~ the standard error of a 70% share over 64 answers;
+0.12 ~ half the largest seed-to-seed spread of a fluency ratio in the first report (0.27, fear add 50)."""
 _SETUP: dict = {}
 
 
@@ -143,7 +146,7 @@ def _light_run(engine, scorer, c, prompts, seed, plan=None, system=None) -> dict
 
 def screen(config: str, candidates: dict[str, list[str]], settings: Sequence[tuple[str, float]], out: Path,
            n_prompts: int | None = 16, seed: int = 0, max_new_tokens: int = 64, baseline: bool = False,
-           light: bool = False) -> dict:
+           light: bool = False, split: str = "pick") -> dict:
     """Run every (concept, candidate, setting) not yet in OUT.json; rewrite OUT.json / OUT.md after each.
     `light`: no probe or thresholds (`LightScorer`): inclusion, fluency ratio and ppl ratio only."""
     from steering.config import FeatureSpec
@@ -153,7 +156,7 @@ def screen(config: str, candidates: dict[str, list[str]], settings: Sequence[tup
     from steering.offline.axbench_concepts import SPLITS
 
     path = out.with_suffix(".json")
-    record = json.loads(path.read_text()) if path.exists() else {"config": config, "split": "pick", "runs": []}
+    record = json.loads(path.read_text()) if path.exists() else {"config": config, "split": split, "runs": []}
     done = {run_id(r) for r in record["runs"]}
     t0 = time.time()
     if (config, max_new_tokens, light) not in _SETUP:  # kept for the process: a driver may call screen() again
@@ -161,7 +164,11 @@ def screen(config: str, candidates: dict[str, list[str]], settings: Sequence[tup
         _SETUP[(config, max_new_tokens, light)] = engine, (LightScorer(engine, max_new_tokens) if light else
                                                           Scorer.fit(engine, max_new_tokens))
     engine, scorer = _SETUP[(config, max_new_tokens, light)]
-    prompts = SPLITS["pick"][:n_prompts]
+    if not split.startswith("pick"):
+        raise ValueError(f"split={split!r}: defaults are picked on a pick split (pick, pick2), never a report split")
+    if record.get("split", "pick") != split:
+        raise ValueError(f"{path} holds runs on split {record.get('split')!r}, not {split!r}: pass another --out")
+    prompts = SPLITS[split][:n_prompts]
     n = len(prompts)
     if light:
         score_unsteered = lambda engine, c, prompts, seed, scorer: _light_run(engine, scorer, c, prompts, seed)  # noqa: E731
@@ -223,9 +230,27 @@ class _Lazy(dict):
 
 def _save(record: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    record["picked"] = picks(record["runs"])
+    record["picked"] = picks(record["runs"], record.get("split", "pick"))
     out.with_suffix(".json").write_text(json.dumps(record, indent=1))
     out.with_suffix(".md").write_text(markdown(record))
+
+
+def margin(run: dict) -> float:
+    """How far a run clears the target, in noise units: `min((inclusion - 0.7) / 0.06, (2 - ratio) / 0.12)`;
+    negative when it misses either bound."""
+    return min((run["inclusion"] - TARGET_INCLUSION) / INCLUSION_NOISE,
+               (TARGET_FLUENCY - run["fluency_ratio"]) / FLUENCY_NOISE)
+
+
+def choose_by_margin(runs: Sequence[dict]) -> tuple[dict | None, bool]:
+    """The second round's rule: among a concept's runs on the most prompts, the one with the largest `margin`,
+    and whether it is below target (margin < 0: the concept's closest setting, shipped marked as such)."""
+    runs = [r for r in runs if "baseline" not in r]
+    if not runs:
+        return None, True
+    most = max(r["n_prompts"] for r in runs)
+    best = max((r for r in runs if r["n_prompts"] == most), key=margin)
+    return best, margin(best) < 0
 
 
 def fallback(runs: Sequence[dict], max_fluency: float = 2.5) -> dict | None:
@@ -234,14 +259,18 @@ def fallback(runs: Sequence[dict], max_fluency: float = 2.5) -> dict | None:
     return max(ok, key=lambda r: (r["inclusion"], -r["fluency_ratio"])) if ok else None
 
 
-def picks(runs: Sequence[dict]) -> dict[str, dict | None]:
-    """The chosen run per concept (`choose`; else `fallback`, marked `below_target`), as a short dict, or None."""
+def picks(runs: Sequence[dict], split: str = "pick") -> dict[str, dict | None]:
+    """The chosen run per concept, as a short dict, or None. First round (`split` "pick"): `choose`, else
+    `fallback`, marked `below_target`; second round ("pick2"): `choose_by_margin`."""
     out = {}
     for name in dict.fromkeys(r["concept"] for r in runs):
         mine = [r for r in runs if r["concept"] == name]
-        best = choose(mine)
-        below = best is None
-        best = best or fallback(mine)
+        if split == "pick2":
+            best, below = choose_by_margin(mine)
+        else:
+            best = choose(mine)
+            below = best is None
+            best = best or fallback(mine)
         out[name] = None if best is None else {
             **{k: best[k] for k in ("key", "kind", "mode", "strength", "n_prompts", "inclusion", "fluency_ratio",
                                     "median_ppl_ratio", "score")}, "below_target": below}
@@ -249,11 +278,16 @@ def picks(runs: Sequence[dict]) -> dict[str, dict | None]:
 
 
 def markdown(record: dict) -> str:
-    lines = ["Default-feature screening on the pick split (report split untouched). Rule: inclusion (tight lexicon) "
-             ">= 80% and fluency ratio <= 2, lowest fluency ratio; else inclusion >= 70%.", "",
+    second = record.get("split", "pick") == "pick2"
+    rule = ("Second round, on the pick split and the first report split (pick2; the second report split untouched). "
+            "Rule: per concept, the run on the most prompts with the largest margin, min((inclusion - 70%) / 6 pts, "
+            "(2 - fluency ratio) / 0.12); a negative margin is below target." if second else
+            "Default-feature screening on the pick split (report split untouched). Rule: inclusion (tight lexicon) "
+            ">= 80% and fluency ratio <= 2, lowest fluency ratio; else inclusion >= 70%.")
+    lines = [rule, "",
              "| concept | kind | feature | label | setting | prompts x seed | inclusion | fluency ratio | median ppl ratio "
              "| score | picked |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    picked = record.get("picked") or picks(record["runs"])
+    picked = record.get("picked") or picks(record["runs"], record.get("split", "pick"))
     for r in record["runs"]:
         p = picked.get(r["concept"])
         mark = "**yes**" if p and (p["key"], p["mode"], p["strength"], p["n_prompts"]) == (
@@ -263,8 +297,9 @@ def markdown(record: dict) -> str:
         lines.append(f"| {r['concept']} | {r['kind']} | {r['key']} | {r.get('label') or ''} | {setting} | "
                      f"{r['n_prompts']} x {r['seed']} | {r['inclusion']:.0%} | {r['fluency_ratio']:.2f} | {ppl} | "
                      f"{'-' if r.get('score') is None else format(r['score'], '.2f')} | {mark} |")
-    lines += ["", "Picked per concept; below target (no run reaches 70% at fluency ratio <= 2): the highest inclusion "
-              "at fluency ratio <= 2.5.", "", "| concept | picked | inclusion | fluency ratio |", "|---|---|---|---|"]
+    lines += ["", "Picked per concept; below target: " + ("the largest margin is negative (the setting closest to "
+              "the target)." if second else "no run reaches 70% at fluency ratio <= 2 (shown: the highest inclusion "
+              "at fluency ratio <= 2.5)."), "", "| concept | picked | inclusion | fluency ratio |", "|---|---|---|---|"]
     for name, p in picked.items():
         lines.append(f"| {name} | " + ("nothing above 0% at fluency ratio <= 2.5 | - | - |" if p is None else
                                       f"{p['key']} {p['mode']} {p['strength']:g}"
@@ -279,6 +314,8 @@ def add_parser(sub) -> None:
     p.add_argument("--candidates", required=True, help='"concept=L15:1,L15:2;concept2=L15:3"')
     p.add_argument("--settings", default="add:30,add:45,clamp:30,clamp:45", help="mode:strength,...")
     p.add_argument("--n-prompts", type=int, default=16, help="the pick split's first N prompts (0: all)")
+    p.add_argument("--split", choices=["pick", "pick2"], default="pick",
+                   help="pick2: the pick split and the first report split (second round)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--baseline", action="store_true", help="also grade the system-prompt baseline")
@@ -289,4 +326,4 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> None:
     screen(args.config, parse_candidates(args.candidates), parse_settings(args.settings), args.out,
-           args.n_prompts or None, args.seed, args.max_new_tokens, args.baseline, args.light)
+           args.n_prompts or None, args.seed, args.max_new_tokens, args.baseline, args.light, args.split)

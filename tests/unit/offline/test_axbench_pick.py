@@ -6,7 +6,17 @@ import math
 import pytest
 
 from steering.offline.axbench_grades import fluency_ratio, median_ppl_ratio
-from steering.offline.axbench_pick import choose, fallback, label_candidates, markdown, parse_candidates, parse_settings, picks
+from steering.offline.axbench_pick import (
+    choose,
+    choose_by_margin,
+    fallback,
+    label_candidates,
+    margin,
+    markdown,
+    parse_candidates,
+    parse_settings,
+    picks,
+)
 
 
 def test_fluency_ratio_pools_tokens_like_the_evaluate_scorer():
@@ -81,3 +91,22 @@ class _Cards:
 
     def __len__(self):
         return len(self.contexts.features)
+
+
+def test_margin_is_the_smaller_clearance_in_noise_units():
+    assert margin(run("a", 0.82, 1.76)) == pytest.approx(min(0.12 / 0.06, 0.24 / 0.12))  # 2.0 either way
+    assert margin(run("a", 0.95, 1.94)) == pytest.approx(0.5)  # fluency is the short side
+    assert margin(run("a", 0.64, 1.5)) == pytest.approx(-1.0)  # below the inclusion target
+
+
+def test_second_round_picks_the_largest_margin_and_marks_misses():
+    runs = [run("L15:1", 0.85, 1.90), run("L15:1", 0.79, 1.86, strength=24), run("L15:1", 0.69, 1.73, strength=20)]
+    best, below = choose_by_margin(runs)
+    assert (best["strength"], below) == (24, False)  # min(1.5, 1.17) beats min(2.5, 0.83)
+    miss = [run("L15:2", 0.61, 2.10, concept="fear"), run("L15:2", 0.53, 1.89, concept="fear", strength=47)]
+    assert choose_by_margin(miss)[0]["strength"] == 30 and choose_by_margin(miss)[1]  # -1.5 beats -2.83
+    assert choose_by_margin(runs + [run("L15:3", 0.99, 1.0, n=24)])[0]["n_prompts"] == 24  # more prompts win
+    p = picks(runs + miss, split="pick2")
+    assert p["dogs"]["strength"] == 24 and not p["dogs"]["below_target"] and p["fear"]["below_target"]
+    md = markdown({"split": "pick2", "runs": runs + miss, "picked": p})
+    assert md.startswith("Second round") and "| fear | L15:2 add 30 (below target) | 61% | 2.10 |" in md
