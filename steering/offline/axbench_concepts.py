@@ -243,8 +243,45 @@ REPORT2_PROMPTS = [
     "Describe a park bench on an autumn afternoon.",
     "How can I stay focused while studying at home?",
 ]
+# The third round (music only): report2 had been read, so it joins the pick prompts (pick3); these 32 were written
+# and committed before any steering run of that round.
+REPORT3_PROMPTS = [
+    "How do I unblock a kitchen sink?",
+    "What should I say when I call in sick?",
+    "Explain how interest on a savings account works.",
+    "Give me tips for packing a suitcase neatly.",
+    "How can I get on better with my sister?",
+    "Describe an empty car park at night.",
+    "What are some ways to use less electricity at home?",
+    "Write a short story about a lost library book.",
+    "How do I iron a shirt without creases?",
+    "What should I check before renting a flat?",
+    "Explain what a pension is.",
+    "How can I be more confident at work?",
+    "Write a short apology note to a neighbour.",
+    "What is the best way to sort old photographs?",
+    "How do I write a cover letter?",
+    "Describe the corridor of an old school.",
+    "Give me advice on splitting a bill with friends.",
+    "How do I get rid of a bad smell in a fridge?",
+    "What makes a good first impression?",
+    "Write a short story about a borrowed pen.",
+    "How should I ask for a day off?",
+    "Explain what a warranty covers.",
+    "Give me tips for chairing a meeting.",
+    "How do I keep my email inbox under control?",
+    "Describe a waiting room at a dentist's surgery.",
+    "What is a good way to say goodbye to a colleague?",
+    "How can I stop checking my phone so often?",
+    "Write a short note to welcome a new neighbour.",
+    "How do I put up a shelf?",
+    "What should I do if I miss my bus?",
+    "Describe a stairwell in a block of flats.",
+    "How can I keep a diary every day?",
+]
 SPLITS = {"pick": PICK_PROMPTS, "report": REPORT_PROMPTS, "pick2": PICK_PROMPTS + REPORT_PROMPTS,
-          "report2": REPORT2_PROMPTS}
+          "report2": REPORT2_PROMPTS, "pick3": PICK_PROMPTS + REPORT_PROMPTS + REPORT2_PROMPTS,
+          "report3": REPORT3_PROMPTS}
 
 
 def tight_concept_for(label: str | None) -> TightConcept | None:

@@ -6,7 +6,7 @@ steering settings, record every run, and choose one setting per concept by a fix
         [--out benchmarks/axbench_pick]
 
 Each run steers one feature alone through the serving path (`axbench.score_feature`) on the pick split's first
-`n_prompts` prompts (`SPLITS["pick"]`, or `"pick2"` in the second round; never a report split) at one seed, and records the scorer's grades, the
+`n_prompts` prompts (`SPLITS["pick"]`, or `"pick2"`, `"pick3"` in later rounds; never a report split) at one seed, and records the scorer's grades, the
 tight-lexicon inclusion, the fluency ratio (`axbench_grades.fluency_ratio`: pooled perplexity of the answers after
 their chat prompt under the unsteered model, over that of the unsteered answers to the same prompts and seed, as
 `evaluate`) and the median per-answer prompt-free `ppl_ratio`. Runs go to OUT.json as they finish; a run already
@@ -261,11 +261,11 @@ def fallback(runs: Sequence[dict], max_fluency: float = 2.5) -> dict | None:
 
 def picks(runs: Sequence[dict], split: str = "pick") -> dict[str, dict | None]:
     """The chosen run per concept, as a short dict, or None. First round (`split` "pick"): `choose`, else
-    `fallback`, marked `below_target`; second round ("pick2"): `choose_by_margin`."""
+    `fallback`, marked `below_target`; later rounds ("pick2", "pick3"): `choose_by_margin`."""
     out = {}
     for name in dict.fromkeys(r["concept"] for r in runs):
         mine = [r for r in runs if r["concept"] == name]
-        if split == "pick2":
+        if split != "pick":
             best, below = choose_by_margin(mine)
         else:
             best = choose(mine)
@@ -278,8 +278,10 @@ def picks(runs: Sequence[dict], split: str = "pick") -> dict[str, dict | None]:
 
 
 def markdown(record: dict) -> str:
-    second = record.get("split", "pick") == "pick2"
-    rule = ("Second round, on the pick split and the first report split (pick2; the second report split untouched). "
+    split = record.get("split", "pick")
+    second = split != "pick"
+    rule = (f"Round {split[-1]}, on {split}: the pick split and the report splits of earlier rounds (the next report "
+            f"split untouched). "
             "Rule: per concept, the run on the most prompts with the largest margin, min((inclusion - 70%) / 6 pts, "
             "(2 - fluency ratio) / 0.12); a negative margin is below target." if second else
             "Default-feature screening on the pick split (report split untouched). Rule: inclusion (tight lexicon) "
@@ -314,8 +316,8 @@ def add_parser(sub) -> None:
     p.add_argument("--candidates", required=True, help='"concept=L15:1,L15:2;concept2=L15:3"')
     p.add_argument("--settings", default="add:30,add:45,clamp:30,clamp:45", help="mode:strength,...")
     p.add_argument("--n-prompts", type=int, default=16, help="the pick split's first N prompts (0: all)")
-    p.add_argument("--split", choices=["pick", "pick2"], default="pick",
-                   help="pick2: the pick split and the first report split (second round)")
+    p.add_argument("--split", choices=["pick", "pick2", "pick3"], default="pick",
+                   help="pick2, pick3: the pick split and the earlier rounds' report splits (later rounds)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--baseline", action="store_true", help="also grade the system-prompt baseline")

@@ -8,6 +8,7 @@ from steering.offline.axbench_concepts import (
     PICK_PROMPTS,
     PROBE_TEMPLATES,
     REPORT2_PROMPTS,
+    REPORT3_PROMPTS,
     REPORT_PROMPTS,
     TIGHT,
     neutral_probe_prompts,
@@ -77,10 +78,11 @@ def test_splits_and_probe_prompts_are_disjoint_and_neutral():
         assert not [p for p in PICK_PROMPTS if hit(c.name, p)], c.name
 
 
-def test_second_report_split_is_new_and_neutral():
-    seen = set(PICK_PROMPTS) | set(REPORT_PROMPTS) | set(neutral_probe_prompts()) | \
-        {p for c in TIGHT.values() for p in c.probe_prompts()}
-    assert len(set(REPORT2_PROMPTS)) == len(REPORT2_PROMPTS) == 32
-    assert not seen & set(REPORT2_PROMPTS)
+@pytest.mark.parametrize("report,before", [(REPORT2_PROMPTS, PICK_PROMPTS + REPORT_PROMPTS),
+                                            (REPORT3_PROMPTS, PICK_PROMPTS + REPORT_PROMPTS + REPORT2_PROMPTS)])
+def test_each_later_report_split_is_new_and_neutral(report, before):
+    seen = set(before) | set(neutral_probe_prompts()) | {p for c in TIGHT.values() for p in c.probe_prompts()}
+    assert len(set(report)) == len(report) == 32
+    assert not seen & set(report)
     for c in TIGHT.values():
-        assert not [p for p in REPORT2_PROMPTS if hit(c.name, p)], c.name
+        assert not [p for p in report if hit(c.name, p)], c.name

@@ -109,4 +109,4 @@ def test_second_round_picks_the_largest_margin_and_marks_misses():
     p = picks(runs + miss, split="pick2")
     assert p["dogs"]["strength"] == 24 and not p["dogs"]["below_target"] and p["fear"]["below_target"]
     md = markdown({"split": "pick2", "runs": runs + miss, "picked": p})
-    assert md.startswith("Second round") and "| fear | L15:2 add 30 (below target) | 61% | 2.10 |" in md
+    assert md.startswith("Round 2, on pick2") and "| fear | L15:2 add 30 (below target) | 61% | 2.10 |" in md
