@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from steering.config import load_config
 from tests.helpers import ROOT
 
 
@@ -38,7 +39,9 @@ def test_score_writes_grades_for_a_feature_its_baseline_and_unsteered_answers(tm
     r = score(str(ROOT / "demo.yaml"), tmp_path / "ax", features=["L15:8241"], seeds=[0], max_new_tokens=3,
               n_prompts=2, concepts={"L15:8241": "music"}, cache=False, fit_prompts=2, probe_tokens=1)
     (e,) = r["features"]
-    assert (e["key"], e["concept"], [(x["mode"], x["strength"]) for x in e["runs"]]) == ("L15:8241", "music", [("add", 30.0)])
+    music = next(f for f in load_config(ROOT / "demo.yaml").features if f.index == 8241)
+    assert (e["key"], e["concept"], [(x["mode"], x["strength"]) for x in e["runs"]]) == (
+        "L15:8241", "music", [(music.mode, music.strength)])  # the config's own setting
     for cond in (e["runs"][0], e["baseline"], e["unsteered"]):
         assert cond["summary"]["n"] == 2 and 0.0 <= cond["summary"]["score"] <= 2.0
         for row in cond["rows"]:
