@@ -31,7 +31,8 @@ TARGET_INCLUSION, TARGET_FLUENCY = 0.7, 2.0
 INCLUSION_NOISE, FLUENCY_NOISE = 0.06, 0.12
 """Noise units of the second round's margin: 0.06 ~ the standard error of a 70% share over 64 answers;
 0.12 ~ half the largest seed-to-seed spread of a fluency ratio in the first report (0.27, fear add 50)."""
-_SETUP: dict = {}
+_ENGINES: dict = {}
+_SCORERS: dict = {}
 
 
 def parse_candidates(text: str) -> dict[str, list[str]]:
@@ -106,42 +107,40 @@ def _summary(out: dict, base_rows: list[dict]) -> dict:
 
 class LightScorer:
     """`Scorer.score`'s lexicon, nll and prompt-free ppl ratio only (no probe, no thresholds: score and grades
-    are None), with `ppl_ref` the median prompt-free perplexity of the unsteered answers to the same prompts."""
+    are None), so the shared `axbench.score_*` functions run a screen without fitting anything. The ppl ratio's
+    reference is the median prompt-free perplexity of the unsteered answers to the same prompts at `seed`."""
 
-    def __init__(self, engine, max_new_tokens: int):
-        self.engine, self.max_new_tokens, self.ppl_ref, self.cache = engine, max_new_tokens, None, True
+    def __init__(self, engine, max_new_tokens: int, seed: int):
+        self.engine, self.max_new_tokens, self.seed, self.cache = engine, max_new_tokens, seed, True
+        self._ppl_ref: dict[tuple[str, ...], float] = {}
 
-    def score(self, concept, prompts, answers) -> dict:
+    def ppl_ref(self, prompts: Sequence[str]) -> float:
         import math
 
         from steering.offline.axbench_grades import percentile
         from steering.offline.axbench_measure import read_answers, unsteered_answers
+
+        key = tuple(prompts)
+        if key not in self._ppl_ref:
+            plain = read_answers(self.engine.model, self.engine.tokenizer, prompts, unsteered_answers(
+                self.engine, prompts, self.seed, self.max_new_tokens), with_prompt=False)
+            self._ppl_ref[key] = percentile([math.exp(-r.lp_free / r.n) for r in plain if r.n], 50)
+        return self._ppl_ref[key]
+
+    def score(self, concept, prompts, answers) -> dict:
+        import math
+
+        from steering.offline.axbench_measure import read_answers
         from steering.offline.lexicon import matches
 
-        tok = self.engine.tokenizer
-        if self.ppl_ref is None:
-            plain = read_answers(self.engine.model, tok, prompts, unsteered_answers(
-                self.engine, prompts, self._seed, self.max_new_tokens), with_prompt=False)
-            self.ppl_ref = percentile([math.exp(-r.lp_free / r.n) for r in plain if r.n], 50)
+        tok, ref = self.engine.tokenizer, self.ppl_ref(prompts)
         rows = []
         for p, a, r in zip(prompts, answers, read_answers(self.engine.model, tok, prompts, answers)):
             text = tok.decode(a, skip_special_tokens=True)
             rows.append({"prompt": p, "answer": text, "lexicon": int(bool(matches(text, concept.words))),
                          "nll": -r.lp_prompt, "tokens": r.n,
-                         "ppl_ratio": math.exp(-r.lp_free / r.n) / self.ppl_ref if r.n else None})
+                         "ppl_ratio": math.exp(-r.lp_free / r.n) / ref if r.n else None})
         return {"summary": {"lexicon": sum(r["lexicon"] for r in rows) / len(rows)}, "rows": rows}
-
-
-def _light_run(engine, scorer, c, prompts, seed, plan=None, system=None) -> dict:
-    from steering.offline.axbench_measure import unsteered_answers
-    from steering.offline.evaluate import generate_answers
-
-    scorer._seed = seed
-    if plan is None:
-        answers = unsteered_answers(engine, prompts, seed, scorer.max_new_tokens, system_prompt=system)
-    else:
-        answers = generate_answers(engine, prompts, plan=plan, max_new_tokens=scorer.max_new_tokens, seed=seed)
-    return scorer.score(c, prompts, answers)
 
 
 def screen(config: str, candidates: dict[str, list[str]], settings: Sequence[tuple[str, float]], out: Path,
@@ -155,27 +154,27 @@ def screen(config: str, candidates: dict[str, list[str]], settings: Sequence[tup
     from steering.offline.axbench import Scorer, concept_of, score_baseline, score_feature, score_unsteered
     from steering.offline.axbench_concepts import SPLITS
 
+    if split not in SPLITS or not split.startswith("pick"):
+        raise ValueError(f"split={split!r}: defaults are picked on a pick split "
+                         f"({', '.join(k for k in SPLITS if k.startswith('pick'))}), never a report split")
     path = out.with_suffix(".json")
     record = json.loads(path.read_text()) if path.exists() else {"config": config, "split": split, "runs": []}
-    done = {run_id(r) for r in record["runs"]}
-    t0 = time.time()
-    if (config, max_new_tokens, light) not in _SETUP:  # kept for the process: a driver may call screen() again
-        engine = Engine.from_config(config, device="cpu", dtype="float32")
-        _SETUP[(config, max_new_tokens, light)] = engine, (LightScorer(engine, max_new_tokens) if light else
-                                                          Scorer.fit(engine, max_new_tokens))
-    engine, scorer = _SETUP[(config, max_new_tokens, light)]
-    if not split.startswith("pick"):
-        raise ValueError(f"split={split!r}: defaults are picked on a pick split (pick, pick2), never a report split")
     if record.get("split", "pick") != split:
         raise ValueError(f"{path} holds runs on split {record.get('split')!r}, not {split!r}: pass another --out")
+    done = {run_id(r) for r in record["runs"]}
+    t0 = time.time()
+    if config not in _ENGINES:  # kept for the process: a driver may call screen() again
+        _ENGINES[config] = Engine.from_config(config, device="cpu", dtype="float32")
+    engine = _ENGINES[config]
+    if light:
+        scorer = LightScorer(engine, max_new_tokens, seed)
+    else:
+        if (config, max_new_tokens) not in _SCORERS:
+            _SCORERS[(config, max_new_tokens)] = Scorer.fit(engine, max_new_tokens)
+        scorer = _SCORERS[(config, max_new_tokens)]
+        record["thresholds"] = scorer.thresholds.to_dict()
     prompts = SPLITS[split][:n_prompts]
     n = len(prompts)
-    if light:
-        score_unsteered = lambda engine, c, prompts, seed, scorer: _light_run(engine, scorer, c, prompts, seed)  # noqa: E731
-        score_baseline = lambda engine, c, prompts, seed, scorer: _light_run(engine, scorer, c, prompts, seed,  # noqa: E731
-                                                                             system=c.system)
-    if not light:
-        record["thresholds"] = scorer.thresholds.to_dict()
     labels = _labels(engine)
     for name, keys in candidates.items():
         c = concept_of(None, name)
@@ -192,10 +191,7 @@ def screen(config: str, candidates: dict[str, list[str]], settings: Sequence[tup
                 if rid in done:
                     continue
                 f = FeatureSpec(layer=k.layer, index=k.index, strength=strength, mode=mode, label=f"{name} candidate")
-                if light:
-                    r = _light_run(engine, scorer, c, prompts, seed, engine.plan({f.key: strength}, mode=mode, features=[f]))
-                else:
-                    r = score_feature(engine, f, strength, mode, prompts, seed, concept=c, scorer=scorer)
+                r = score_feature(engine, f, strength, mode, prompts, seed, concept=c, scorer=scorer)
                 run = {"concept": name, "kind": c.kind, "key": str(k), "label": labels.get(k.index), "mode": mode,
                        "strength": float(strength), "n_prompts": n, "seed": seed, **_summary(r, base["rows"])}
                 record["runs"].append(run)
@@ -289,7 +285,7 @@ def markdown(record: dict) -> str:
     lines = [rule, "",
              "| concept | kind | feature | label | setting | prompts x seed | inclusion | fluency ratio | median ppl ratio "
              "| score | picked |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    picked = record.get("picked") or picks(record["runs"], record.get("split", "pick"))
+    picked = record.get("picked") or picks(record["runs"], split)
     for r in record["runs"]:
         p = picked.get(r["concept"])
         mark = "**yes**" if p and (p["key"], p["mode"], p["strength"], p["n_prompts"]) == (
@@ -311,12 +307,14 @@ def markdown(record: dict) -> str:
 
 
 def add_parser(sub) -> None:
+    from steering.offline.axbench_concepts import SPLITS
+
     p = sub.add_parser("pick", help="screen candidate default features on the pick split and pick one per concept")
     p.add_argument("config", nargs="?", default="demo.yaml")
     p.add_argument("--candidates", required=True, help='"concept=L15:1,L15:2;concept2=L15:3"')
     p.add_argument("--settings", default="add:30,add:45,clamp:30,clamp:45", help="mode:strength,...")
     p.add_argument("--n-prompts", type=int, default=16, help="the pick split's first N prompts (0: all)")
-    p.add_argument("--split", choices=["pick", "pick2", "pick3"], default="pick",
+    p.add_argument("--split", choices=[k for k in SPLITS if k.startswith("pick")], default="pick",
                    help="pick2, pick3: the pick split and the earlier rounds' report splits (later rounds)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-new-tokens", type=int, default=64)

@@ -110,3 +110,10 @@ def test_second_round_picks_the_largest_margin_and_marks_misses():
     assert p["dogs"]["strength"] == 24 and not p["dogs"]["below_target"] and p["fear"]["below_target"]
     md = markdown({"split": "pick2", "runs": runs + miss, "picked": p})
     assert md.startswith("Round 2, on pick2") and "| fear | L15:2 add 30 (below target) | 61% | 2.10 |" in md
+
+
+def test_screen_refuses_a_report_split_before_loading_anything(tmp_path):
+    from steering.offline.axbench_pick import screen
+
+    with pytest.raises(ValueError, match="split='report2'.*pick, pick2, pick3.*never a report split"):
+        screen("no-such-config.yaml", {"music": ["L15:8241"]}, [("add", 30.0)], tmp_path / "x", split="report2")
