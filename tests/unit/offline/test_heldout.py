@@ -17,7 +17,7 @@ def test_extended_heldout_adds_only_documents_the_corpus_left_out(tmp_path, monk
     docs = {"big": [{"text": f"big document {i} " * 10} for i in range(60)],
             "small": [{"text": f"small document {i} " * 10, "title": f"T{i}"} for i in range(30)]}
     sources = [_source("big", 3000), _source("small", 1000, chat_share=1.0)]
-    monkeypatch.setattr(heldout, "SOURCES", sources)
+    monkeypatch.setattr(heldout, "profile_sources", lambda profile: sources)
     monkeypatch.setattr(heldout, "EXTRACTORS", {n: (lambda n: lambda path, tmp: iter([dict(d) for d in docs[n]]))(n)
                                                 for n in docs})
     monkeypatch.setattr(heldout, "fetch", lambda src, raw: Path(raw) / src.name)
