@@ -74,7 +74,7 @@ class Engine:
             return
         runner = None
         if self.backend == "nnsight":  # may refuse (nnsight not installed) before anything is attached
-            from steering.generate.nnsight import NNsightRunner
+            from steering.backends.nnsight import NNsightRunner
 
             runner = NNsightRunner(model, tokenizer)
             if batching:
@@ -88,8 +88,8 @@ class Engine:
 
     def _serve_elsewhere(self, batching: bool) -> None:
         """The weights are in vLLM's worker or on remote servers: their decoder, which batches by itself."""
-        from steering.serving.remote_model import RemoteDecoder
-        from steering.serving.vllm_engine import vllm_decoder
+        from steering.backends.remote import RemoteDecoder
+        from steering.backends.vllm.engine import vllm_decoder
 
         self.hooks, self._patched = None, False
         self.model.special_ids = list(self.special_ids)
@@ -109,7 +109,7 @@ class Engine:
         if overrides:
             config = replace(config, **overrides)
         if config.backend in ("vllm", "remote"):
-            from steering.serving import open_served_model
+            from steering.backends import open_served_model
 
             model, tokenizer = open_served_model(config)
         else:
