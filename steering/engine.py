@@ -306,6 +306,11 @@ class Engine:
         with self._steered(plan):
             return capture.message_codes(self.model, self.tokenizer, self.sae(layer), message, layer, self.config.system_prompt)
 
+    def read_ids(self, prompts: Sequence[Sequence[int]], layer: int) -> list[Tensor]:
+        """Unsteered residuals after decoder `layer` at every position of each token-id prompt, (T_i, d) float32."""
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        return capture.read_ids(self.model, prompts, layer, pad)
+
     def typical_norm(self, layer: int) -> float:
         """Mean residual norm at `layer` over ordinary text, computed once (see `capture.typical_norm`)."""
         return self.norms.measure([layer])[layer]
