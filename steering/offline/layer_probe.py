@@ -7,7 +7,7 @@ Features that steer the output sit late in a model (Arad et al. 2025 find them a
 SAE is at layer 15 of 30. Per candidate layer L, each step resumable (SAEs under the cache root, not committed):
 1. a probe SAE of the shipped shape (16,384 features, k = 64) trained on the first `--tokens` positions of the
    layer's shuffled training cache (`--epochs`, learning rate 2e-3);
-2. its centred variance explained on the held-out split's cache, the output score of every feature
+2. its centred variance explained on `--heldout-tokens` positions of the held-out split, the output score of every feature
    (`feature_stats`: Arad et al.'s score at 1x the layer's typical norm) and feature labels (`contexts`);
 3. a steering screen: for each concept, a pool of label matches (`label_candidates` on the tight lexicon) and the
    top differential features (`Engine.differential` on `concept_prompt_sets`), ranked by the live output score on
@@ -32,7 +32,7 @@ import torch
 
 CONCEPTS = ("sports", "music", "food", "computers", "weather", "paris", "dogs", "fear")
 """The eight default features' concepts: five topics, a place, an animal, a mood."""
-SETTINGS = (("add", 0.2), ("add", 0.28), ("clamp", 0.24))
+SETTINGS = (("add", 0.24), ("clamp", 0.24))
 """(mode, strength as a fraction of the layer's typical norm): around the layer-15 defaults (add 32-50 and
 clamp 24-42 at norm 177, i.e. 0.14-0.28)."""
 TARGET_INCLUSION, TARGET_RATIO = 0.7, 2.0
@@ -239,11 +239,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--corpus", type=Path, required=True, help="corpus folder whose training cache holds the layers")
     p.add_argument("--layers", default="18,20,22,24,26")
     p.add_argument("--model", default="embedded:smollm2-135m-instruct")
-    p.add_argument("--tokens", type=int, default=400_000, help="training positions per probe SAE")
-    p.add_argument("--epochs", type=float, default=2.0)
-    p.add_argument("--candidates", type=int, default=4, help="features screened per concept and layer")
+    p.add_argument("--tokens", type=int, default=262_000, help="training positions per probe SAE")
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--heldout-tokens", type=int, default=40_000, help="held-out positions for FVE and densities")
+    p.add_argument("--candidates", type=int, default=3, help="features screened per concept and layer")
     p.add_argument("--n-prompts", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--max-new-tokens", type=int, default=40)
     p.add_argument("--root", type=Path, default=None, help="where the probe SAEs go (default: under the cache root)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/runs/layer_probe"))
     p.add_argument("--steps", default="train,stats,screen", help="which steps to run (comma-separated)")
@@ -263,12 +264,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         path.write_text(json.dumps(results, indent=1))
         (args.out / "summary.md").write_text(markdown(results))
 
-    heldout = {at: default_cache_dir(args.model, at, args.corpus, "heldout") for at in layers}
+    heldout = {at: default_cache_dir(args.model, at, args.corpus, "heldout_probe") for at in layers}
     if "stats" in steps and not all((f / "meta.json").exists() for f in heldout.values()):
         from steering.model.loading import load_model
 
         model, tok = load_model(args.model, device="cpu", dtype="float32")[:2]
-        cache_activations(model, tok, read_documents(args.corpus / "heldout.jsonl"), layers, heldout, shard_tokens=16_384)
+        cache_activations(model, tok, read_documents(args.corpus / "heldout.jsonl"), layers, heldout, shard_tokens=16_384,
+                          max_tokens=args.heldout_tokens)
         del model
     for layer in layers:
         r = results["layers"].setdefault(str(layer), {})

@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--layer", type=_layers, required=True,
                    help="the layer; with --cache-only, several (18,20,22) cached from one forward pass")
     p.add_argument("--corpus", type=Path, default=cache_root() / "corpus", help="folder from `python -m steering.offline.corpus`")
-    p.add_argument("--out", type=Path, required=True, help="folder for the SAE (cfg.json, sae_weights.safetensors)")
+    p.add_argument("--out", type=Path, default=None, help="folder for the SAE (cfg.json, sae_weights.safetensors)")
     p.add_argument("--cache", type=Path, default=None, help="activation cache folder (default under the cache root)")
     p.add_argument("--max-tokens", type=int, default=None,
                    help="cap on training tokens: windows drawn at random when caching; with --use-cached, the first "
@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(**{f: getattr(args, f) for f in TrainConfig.__dataclass_fields__})
+    if args.out is None and not args.cache_only:
+        p.error("--out: give the folder the SAE goes to (or --cache-only to stop after caching)")
     if len(args.layer) > 1:
         if not args.cache_only or args.cache is not None:
             p.error(f"--layer {','.join(map(str, args.layer))}: several layers only with --cache-only and the "
