@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -283,8 +284,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     results = json.loads(path.read_text()) if path.exists() else {"layers": {}}
     results.update(tokens=args.tokens, epochs=args.epochs, n_prompts=args.n_prompts,
                    max_new_tokens=args.max_new_tokens, corpus_manifest=_manifest(args.corpus),
-                   command="python -m steering.offline.layer_probe " + " ".join(argv if argv is not None else
-                                                                               __import__("sys").argv[1:]))
+                   command=rerun_command(argv if argv is not None else sys.argv[1:]))
 
     def save() -> None:
         path.write_text(json.dumps(results, indent=1))
@@ -322,6 +322,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     plot(results, args.out / "output_scores.png")
     save()
     print(markdown(results))
+
+
+def rerun_command(argv: Sequence[str]) -> str:
+    """The command line that reruns the whole probe: `--steps` only splits one run into parts, so it is left out."""
+    args, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--steps":
+            skip = True
+        elif not a.startswith("--steps="):
+            args.append(a)
+    return " ".join(["python -m steering.offline.layer_probe", *args])
 
 
 def _manifest(corpus: Path) -> dict:
