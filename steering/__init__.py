@@ -18,7 +18,6 @@ from steering.lazy import lazy_exports
 _EXPORTS = {
     **dict.fromkeys(("ConfigError", "DemoConfig", "FeatureSpec", "GenerationSettings", "load_config"), "steering.config"),
     "Engine": "steering.engine",
-    "Steerer": "steering.engine",
     "FeatureKey": "steering.keys",
     **dict.fromkeys(("SAE", "load_sae", "open_sae"), "steering.sae"),
     **dict.fromkeys(("Edit", "SteeringPlan", "build_plan"), "steering.steer.plan"),

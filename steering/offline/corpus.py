@@ -89,7 +89,7 @@ def generate_answers(prompts: list[str], max_new_tokens: int = 96, batch_size: i
     model, tok = load_model(model_name, device="cpu", dtype="float32")[:2]
     settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.9, repetition_penalty=1.1)
     out: list[dict] = []
-    with Engine(DemoConfig(model=model_name, generation=settings), model, tok, VectorSet(model_name, {})) as engine:
+    with Engine.for_model(DemoConfig(model=model_name, generation=settings), model, tok, VectorSet(model_name, {})) as engine:
         for start in tqdm(range(0, len(prompts), batch_size), desc="model answers", unit="batch"):
             chunk = prompts[start : start + batch_size]
             requests = [engine.request(p, None, replace(settings, seed=seed * 1000 + start + i)) for i, p in enumerate(chunk)]

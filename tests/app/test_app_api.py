@@ -78,7 +78,7 @@ def test_inspect_endpoint_equals_the_library_call(client, app_server, smollm2, t
     from tests.conftest import write_test_demo
 
     config = load_config(write_test_demo(tmp_path_factory.mktemp("same")))
-    service = DemoService(Engine(config, *smollm2, vectors_for_config(config, log=lambda m: None)))
+    service = DemoService(Engine.for_model(config, *smollm2, vectors_for_config(config, log=lambda m: None)))
     prompt = "The ocean is deep and blue."
     assert client.predict(prompt, 8, api_name="/inspect") == service.inspect(prompt, n=8)
     diff = client.predict("sea\nwaves", "taxes\noffice", 5, api_name="/differential")
