@@ -29,8 +29,9 @@ class Backend(ABC):
     """What the `Engine` needs of the weights: generate a batch, read residuals, output scores, close.
 
     Subclasses set `tokenizer`, `model_config` (the transformers config: `hidden_size`,
-    `num_hidden_layers`, `vocab_size`, ...), `generation_config` and `device` (where request token ids
-    are placed) when they are built.
+    `num_hidden_layers`, `vocab_size`, ...), `generation_config`, `device` (where request token ids
+    are placed) and `decoder` (what runs batches: `generate.decode.Decoder` for a transformers model
+    in this process, or a decoder of its own with the same `run` and `active`) when they are built.
     """
 
     name: ClassVar[str] = ""
@@ -42,6 +43,7 @@ class Backend(ABC):
     model_config: object
     generation_config: object
     device: torch.device
+    decoder: object
     log: Callable[[str], None]
 
     @classmethod
@@ -89,15 +91,15 @@ class Backend(ABC):
     # ---- the work ----------------------------------------------------------------------------------
 
     @property
-    @abstractmethod
     def active(self) -> int:
         """Requests generating right now (a batch counts its rows)."""
+        return self.decoder.active
 
-    @abstractmethod
     def generate(self, rows: Sequence[Request]) -> None:
         """Generate every row on the calling thread, each steered by its own plan, streaming each one's text
         to its events queue (`Request.text`); every row ends (`Request.finish`) whatever happens, and an
         error reaches each row it touched (`Request.error`)."""
+        self.decoder.run(rows)
 
     @abstractmethod
     def read_residuals(self, prompts: Sequence[Sequence[int]], layer: int,

@@ -76,13 +76,6 @@ class HooksBackend(Backend):
             self._patched = speed_up_small_batches(self.model) > 0
         return True
 
-    @property
-    def active(self) -> int:
-        return self.decoder.active
-
-    def generate(self, rows: Sequence[Request]) -> None:
-        self.decoder.run(rows)
-
     def read_residuals(self, prompts: Sequence[Sequence[int]], layer: int,
                        plan: SteeringPlan | None = None) -> list[Tensor]:
         pad = self.tokenizer.pad_token_id

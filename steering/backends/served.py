@@ -1,20 +1,19 @@
 """What every backend whose weights live elsewhere (vLLM's worker, a remote server) has in this process: the
-tokenizer, the HF config and generation config (read from the model folder; no weights loaded), a decoder of
-its own that batches by itself, and the count of requests in flight."""
+tokenizer, the HF config and generation config (read from the model folder; no weights loaded), and the plan
+as plain data for where the weights are; each has a decoder of its own that batches by itself."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 
 from steering.backends.base import Backend, log_to_stderr
 from steering.backends.payload import to_payload
-from steering.generate.decode import Request
 
 
 class ServedBackend(Backend):
-    """A backend without a model in this process; subclasses set `decoder` (its `run` and `active`)."""
+    """A backend without a model in this process; subclasses set `decoder`."""
 
     def __init__(self, path: str, sae_source: Callable[[int], dict] | None = None,
                  log: Callable[[str], None] = log_to_stderr):
@@ -32,13 +31,6 @@ class ServedBackend(Backend):
     def payload(self, plan) -> dict | None:
         """`plan` as plain data for the serving engine; None for no steering."""
         return None if plan is None or plan.is_empty else to_payload(plan, self.sae_source)
-
-    @property
-    def active(self) -> int:
-        return self.decoder.active
-
-    def generate(self, rows: Sequence[Request]) -> None:
-        self.decoder.run(rows)
 
 
 def tokenizer_for(path: str):

@@ -21,6 +21,7 @@ matches anything fails the test, so the list only shrinks.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import sys
 from dataclasses import dataclass
@@ -105,8 +106,9 @@ def _package_of(path: Path, root: Path) -> list[str]:
     return parts[:-1]  # for __init__.py the last part is "__init__", so this is the package itself
 
 
-def imports(path: Path, root: Path = ROOT) -> list[Import]:
-    """Every import in the file, anywhere in it, with relative imports made absolute (from `root`)."""
+@functools.lru_cache(maxsize=None)
+def imports(path: Path, root: Path = ROOT) -> tuple[Import, ...]:
+    """Every import in the file, anywhere in it, with relative imports made absolute (from `root`); read once."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found = []
     for node in ast.walk(tree):
@@ -128,7 +130,7 @@ def imports(path: Path, root: Path = ROOT) -> list[Import]:
             name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
             if name in ("import_module", "__import__"):
                 found.append(Import(path, node.lineno, node.args[0].value, ()))
-    return found
+    return tuple(found)
 
 
 def _is(module: str, prefix: str) -> bool:
