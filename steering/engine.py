@@ -267,6 +267,10 @@ class Engine:
         layer = self.inspector_layer if layer is None else layer
         return capture.message_codes(self.backend, self.sae(layer), message, layer, self.config.system_prompt, plan)
 
+    def read_ids(self, prompts: Sequence[Sequence[int]], layer: int) -> list[Tensor]:
+        """Unsteered residuals after decoder `layer` at every position of each token-id prompt, (T_i, d) float32."""
+        return self.backend.read_residuals(prompts, layer)
+
     def typical_norm(self, layer: int) -> float:
         """Mean residual norm at `layer` over ordinary text, computed once (see `capture.typical_norm`)."""
         return self.norms.measure([layer])[layer]
