@@ -94,10 +94,11 @@ def on_test_backend(demo: Path) -> Path:
     return copy
 
 
-def start_app(demo: Path, env: dict | None = None, timeout_s: float = 300, argv: list[str] | None = None,
+def start_app(demo: Path, env: dict | None = None, timeout_s: float = 900, argv: list[str] | None = None,
               poll_s: float = 0.5) -> tuple[subprocess.Popen, str, Path]:
     """`python app.py` (or `python *argv`) serving `demo` on a free loopback port, on `TEST_BACKEND`; returns
-    (process, URL, log path) once it answers, checking every `poll_s`."""
+    (process, URL, log path) once it answers, checking every `poll_s` (`timeout_s`: a bound for a loaded
+    machine; the app answers as soon as it has started)."""
     port = free_port()
     launched = on_test_backend(demo)
     if launched != demo:
