@@ -25,7 +25,7 @@ from gradio.queueing import Queue
 from steering import Engine
 from steering.config import MODES
 from steering.generate.stoppable import cancellable
-from steering.inspection.labels import load_feature_info
+from steering.inspection.feature_info import load_feature_info
 from steering.service import views
 from steering.service.demo import DemoService
 from steering.service import inputs
@@ -430,7 +430,7 @@ with gr.Blocks(title="Steering with SAE features") as demo:
                     compare = gr.Checkbox(label="Compare with the unsteered answer", value=False, elem_id="compare")
                     if ENGINE.notice:
                         gr.Markdown(f"_{ENGINE.notice}_")
-                    if ENGINE.backend == "nnsight":
+                    if ENGINE.backend.name == "nnsight":
                         gr.Markdown("_Steering runs through the NNsight backend (`backend: nnsight` in the config): the same edits as the hooks backend, written as nnsight interventions; the position options are not available with it._")
                     if not ENGINE.features:
                         gr.Markdown("_No features configured in demo.yaml yet: add one from the inspector (\"Steer with this feature\")._")

@@ -95,7 +95,7 @@ def logits_check(solo: Engine, batched: Engine, chats, settings: GenerationSetti
     for (prompt, _, _), ids, plan, g, text in zip(chats, encoded, plans, streams, texts):
         same_text.append("".join(solo.stream(prompt, plan=plan, settings=settings)) == text)
         full = torch.cat([ids[0], g.new_token_ids]).unsqueeze(0)
-        with torch.inference_mode(), solo.hooks.steering(plan, ids, solo.special_ids):
+        with torch.inference_mode(), solo.backend.hooks.steering(plan, ids, solo.backend.special_ids):
             reference = solo.model(full).logits[0, ids.shape[-1] - 1 : -1]
         diffs.append(float((g.logits - reference).abs().max()))
     return {"same_text_as_alone": same_text, "max_abs_logit_diff": max(diffs), "per_row_max_abs_logit_diff": diffs,
@@ -111,7 +111,7 @@ def main() -> int:
     args = p.parse_args()
     solo = Engine.from_config(ROOT / "demo.yaml", log=lambda m: None)
     chats = demo_chats(solo.features)
-    batched = Engine(solo.config, solo.model, solo.tokenizer, solo.vectors, batching=True,
+    batched = Engine.for_model(solo.config, solo.model, solo.tokenizer, solo.vectors, batching=True,
                      batch_window_s=args.window_ms / 1000, max_batch=len(chats), log=lambda m: None)
     settings = GenerationSettings(max_new_tokens=args.tokens, temperature=0.0, repetition_penalty=1.0)
     runs: dict[str, list[float]] = {"solo": [], "threads": [], "batched": []}

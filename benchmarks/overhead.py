@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from steering.config import GenerationSettings, load_config  # noqa: E402
-from steering.generate.decode import Decoder, HooksRunner, Request  # noqa: E402
+from steering.backends.hooks import HooksRunner  # noqa: E402
+from steering.generate.decode import Decoder, Request, RequestSpec  # noqa: E402
 from steering.model.chat_template import encode_chat, special_token_ids  # noqa: E402
 from steering.model.embedded import EMBEDDED_MODEL  # noqa: E402
 from steering.model.loading import load_model  # noqa: E402
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     def serve(plan: SteeringPlan | None) -> tuple[float, int]:
         """One request through the serving path on this thread: (seconds, new tokens)."""
         decoder = Decoder(model, tok, HooksRunner(model, attach(model), specials), sorted(i for i in eos if i is not None))
-        request = Request(ids, plan, settings, queue.SimpleQueue())
+        request = Request(RequestSpec(ids, plan, settings), queue.SimpleQueue())
         started = time.perf_counter()
         decoder.run([request])
         seconds = time.perf_counter() - started

@@ -242,11 +242,11 @@ def nnsight_generate(runner, plan: SteeringPlan, kwargs: dict) -> torch.Tensor:
     from transformers import GenerationConfig
     from transformers.generation.streamers import BaseStreamer
 
-    from steering.generate.decode import Request
+    from steering.generate.decode import Request, RequestSpec
 
     collector = type("IdCollector", (_IdCollector, BaseStreamer), {})()
     settings = GenerationSettings(max_new_tokens=kwargs["max_new_tokens"], temperature=0.0, repetition_penalty=1.0)
-    row = Request(kwargs["input_ids"], plan, settings, queue.SimpleQueue())
+    row = Request(RequestSpec(kwargs["input_ids"], plan, settings), queue.SimpleQueue())
     eos = runner.model.generation_config.eos_token_id
     config = GenerationConfig(max_new_tokens=kwargs["max_new_tokens"], min_new_tokens=kwargs["min_new_tokens"],
                               do_sample=False, repetition_penalty=kwargs["repetition_penalty"],

@@ -8,9 +8,9 @@ Notebook use::
             print(piece, end="")
         engine.inspect("Tell me about the sea")
 
-Layers (docs/architecture.md): `config`, `model`, `sae`, `steer`, `generate`, `inspection`,
-`service` and `cli` are the runtime; `steering.offline` holds the offline tools and is never
-imported by the runtime. Names load on first use, so `import steering.config` loads no torch.
+Layers (docs/architecture.md): `config`, `model`, `sae`, `steer`, `generate`, `backends`,
+`inspection`, `engine`, `service`, `cli` and `serving` are the runtime; `steering.offline` holds the
+offline tools and is never imported by the runtime. Names load on first use, so `import steering.config` loads no torch.
 """
 
 from steering.lazy import lazy_exports
@@ -18,7 +18,6 @@ from steering.lazy import lazy_exports
 _EXPORTS = {
     **dict.fromkeys(("ConfigError", "DemoConfig", "FeatureSpec", "GenerationSettings", "load_config"), "steering.config"),
     "Engine": "steering.engine",
-    "Steerer": "steering.engine",
     "FeatureKey": "steering.keys",
     **dict.fromkeys(("SAE", "load_sae", "open_sae"), "steering.sae"),
     **dict.fromkeys(("Edit", "SteeringPlan", "build_plan"), "steering.steer.plan"),

@@ -1,40 +1,35 @@
-"""`Engine`: the one owner of a loaded model and everything attached to it.
+"""`Engine`: a config, a backend (where the weights live), the SAEs and the steering vectors, as one owner.
 
-Longer than 300 lines: one owner for the model's lifetime across three backends (hooks, nnsight, vLLM).
-
-It owns the model, tokenizer, steering vectors, the lazily loaded SAEs and typical norms, the
-hooks on the model, the lock, the batcher and the small-batch patch, and `close()` (or leaving a
-`with` block) undoes every one of them. Options (batching, device, dtype) are chosen when it is
-built. Strengths, mode and settings are arguments of each call, so one engine serves many
-visitors at once and a strength changes between turns without reloading anything.
+It owns the backend (chosen by the config's `backend:` name from `backends.registry`), the steering
+vectors, the lazily loaded SAEs and typical norms, the lock and the batcher, and `close()` (or leaving a
+`with` block) closes the backend, which undoes everything it attached or started. Options (batching,
+device, dtype) are chosen when it is built. Strengths, mode and settings are arguments of each call, so
+one engine serves many visitors at once and a strength changes between turns without reloading anything.
 """
 
 from __future__ import annotations
 
 import queue
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from torch import Tensor
 
+from steering.backends.base import Backend, log_to_stderr
+from steering.backends.registry import backend_class
 from steering.config import DemoConfig, FeatureSpec, GenerationSettings, load_config
 from steering.forksafe import ForkSafeLock
 from steering.generate.batching import Batcher
-from steering.generate.decode import Decoder, HooksRunner, Request
-from steering.generate.small_batch import speed_up_small_batches, undo_small_batches
+from steering.generate.decode import Request, RequestSpec
 from steering.generate.stream import Stream
 from steering.inspection import capture, stats
 from steering.inspection.message import MessageCodes
 from steering.inspection.norms import TypicalNorms
 from steering.keys import FeatureKey
-from steering.model.chat_template import PLAIN_TURN_STOP, encode_chat, special_token_ids
-from steering.model.layers import num_layers
-from steering.model.loading import load_model
+from steering.model.chat_template import encode_chat
 from steering.sae import SAE, SAEHandle, TopKFeature, open_sae, resolve_sae_folder
 from steering.sae.cache import SAECache
-from steering.steer.hooks import attach, detach
 from steering.steer.plan import SteeringPlan, build_plan, resolve_strengths
 from steering.steer.vectors import (
     SteeringVector,
@@ -47,87 +42,56 @@ Strengths = Mapping[str | FeatureKey, float | None] | Sequence[float | None] | N
 Messages = Sequence[Mapping[str, str]]
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr)
-
-
 class Engine:
     """Chat with, steer and inspect one model as a config describes it."""
 
-    def __init__(self, config: DemoConfig, model, tokenizer, vectors: VectorSet, *, batching: bool = False,
-                 batch_window_s: float = 0.015, max_batch: int = 8, log: Callable[[str], None] = _stderr):
-        self.config, self.model, self.tokenizer, self.vectors, self.log = config, model, tokenizer, vectors, log
-        self.n_layers = num_layers(model)
+    def __init__(self, config: DemoConfig, backend: Backend, vectors: VectorSet, *, batching: bool = False,
+                 batch_window_s: float = 0.015, max_batch: int = 8, log: Callable[[str], None] = log_to_stderr):
+        self.config, self.backend, self.vectors, self.log = config, backend, vectors, log
+        self.tokenizer = backend.tokenizer
+        self.n_layers = backend.n_layers
         self.features: list[FeatureSpec] = list(config.features)
-        self.special_ids = special_token_ids(tokenizer)
         self.notice: str | None = None
-        chat_model = bool(getattr(tokenizer, "chat_template", None))
-        if not chat_model:
+        if not getattr(self.tokenizer, "chat_template", None):
             self.notice = (f"{config.model} has no chat template: chatting as plain completion "
                            "(a 'User: ... / Assistant:' transcript), so answers may be rougher than a chat model's.")
             log(self.notice)
         self.saes = SAECache(self._open_sae)
-        self.norms = TypicalNorms(model, tokenizer)
+        self.norms = TypicalNorms(backend)
         self._lock = ForkSafeLock()
-        if self.backend in ("vllm", "remote"):
-            self._serve_elsewhere(batching)
-            return
-        runner = None
-        if self.backend == "nnsight":  # may refuse (nnsight not installed) before anything is attached
-            from steering.backends.nnsight import NNsightRunner
-
-            runner = NNsightRunner(model, tokenizer)
-            if batching:
-                log("batching is off: the nnsight backend steers a whole batch with one plan (use backend: hooks to batch)")
-                batching = False
-        self.hooks = attach(model, owner=self)
-        runner = runner or HooksRunner(model, self.hooks, self.special_ids)
-        self.decoder = Decoder(model, tokenizer, runner, self.eos_ids(), stop_text=None if chat_model else PLAIN_TURN_STOP)
-        self.batcher = Batcher(self.decoder.run, batch_window_s if batching else 0.0, max_batch if batching else 1)
-        self._patched = self.batcher.batching and speed_up_small_batches(model) > 0
-
-    def _serve_elsewhere(self, batching: bool) -> None:
-        """The weights are in vLLM's worker or on remote servers: their decoder, which batches by itself."""
-        from steering.backends.remote import RemoteDecoder
-        from steering.backends.vllm.engine import vllm_decoder
-
-        self.hooks, self._patched = None, False
-        self.model.special_ids = list(self.special_ids)
-        self.decoder = vllm_decoder(self, batching) if self.backend == "vllm" else RemoteDecoder(self.model, self.tokenizer)
-        self.batcher = Batcher(self.decoder.run, 0.0, 1)
-
-    def _steered(self, plan: SteeringPlan | None):  # inspection under `plan` on this thread
-        return self.hooks.steering(plan) if self.hooks is not None else self.model.steering(plan)
+        batching = batching and batch_window_s > 0 and max_batch > 1 and backend.batch(max_batch)
+        self.batcher = Batcher(backend.generate, batch_window_s if batching else 0.0, max_batch if batching else 1)
 
     @classmethod
     def from_config(cls, config: str | Path | DemoConfig = "demo.yaml", *, batching: bool = False,
-                    batch_window_s: float = 0.015, max_batch: int = 8, log: Callable[[str], None] = _stderr,
+                    batch_window_s: float = 0.015, max_batch: int = 8, log: Callable[[str], None] = log_to_stderr,
                     **overrides) -> "Engine":
-        """Load the config's model and vectors; `overrides` replace config fields (e.g. device="cpu")."""
+        """Load the config's backend and vectors; `overrides` replace config fields (e.g. device="cpu")."""
         if not isinstance(config, DemoConfig):
             config = load_config(config)
         if overrides:
             config = replace(config, **overrides)
-        if config.backend in ("vllm", "remote"):
-            from steering.backends import open_served_model
+        backend = backend_class(config.backend).load(config, log)
+        try:
+            config.check_against(backend.n_layers)
+            vectors = vectors_for_config(config, log=log, d_model=backend.model_config.hidden_size)
+        except BaseException:
+            backend.close()
+            raise
+        return cls(config, backend, vectors, batching=batching, batch_window_s=batch_window_s, max_batch=max_batch,
+                   log=log)
 
-            model, tokenizer = open_served_model(config)
-        else:
-            model, tokenizer = load_model(config.model_source(), device=config.device, dtype=config.dtype)
-        config.check_against(num_layers(model))
-        vectors = vectors_for_config(config, log=log, d_model=model.config.hidden_size)
-        return cls(config, model, tokenizer, vectors, batching=batching, batch_window_s=batch_window_s,
-                   max_batch=max_batch, log=log)
+    @classmethod
+    def for_model(cls, config: DemoConfig, model, tokenizer, vectors: VectorSet, **options) -> "Engine":
+        """An engine on a transformers model already loaded in this process, steered by the config's backend
+        (hooks or nnsight); `options` as for the constructor."""
+        log = options.get("log", log_to_stderr)
+        return cls(config, backend_class(config.backend).on_model(model, tokenizer, log), vectors, **options)
 
     def close(self) -> None:
-        """Detach every hook and undo every patch this engine made on the model (nothing may be running)."""
-        if self._patched:
-            undo_small_batches(self.model)
-            self._patched = False
-        if self.hooks is None:
-            self.model.close()
-            return
-        detach(self.model, owner=self)
+        """Close the backend: every hook and patch it made is undone, every engine it started stops (nothing may
+        be running)."""
+        self.backend.close()
 
     def __enter__(self) -> "Engine":
         return self
@@ -136,19 +100,18 @@ class Engine:
         self.close()
 
     @property
-    def backend(self) -> str:
-        return getattr(self.config, "backend", "hooks")
+    def model(self):
+        """The transformers model where the backend holds one in this process (hooks, nnsight), else None."""
+        return self.backend.model
 
     @property
     def active_requests(self) -> int:
         """Requests generating right now (a batch counts its rows)."""
-        return self.decoder.active
+        return self.backend.active
 
     def eos_ids(self) -> list[int]:
-        ids = {self.tokenizer.eos_token_id}
-        gen_eos = self.model.generation_config.eos_token_id
-        ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
-        return sorted(i for i in ids if i is not None)
+        """Tokens that end an answer."""
+        return self.backend.eos_ids
 
     # ---- steering -------------------------------------------------------------------------
 
@@ -179,7 +142,7 @@ class Engine:
             found = self.vectors.get(layer, index)
             if found is None:
                 extracted = extract_vectors(self.config, [FeatureSpec(layer=layer, index=index)], log=self.log,
-                                            d_model=self.model.config.hidden_size)
+                                            d_model=self.backend.model_config.hidden_size)
                 self.vectors.vectors.update(extracted.vectors)
                 found = extracted.get(layer, index)
         return found
@@ -231,7 +194,7 @@ class Engine:
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
         system = self.config.system_prompt if system_prompt is ... else system_prompt
-        return encode_chat(self.tokenizer, [dict(m) for m in messages], system).to(self.model.device)
+        return encode_chat(self.tokenizer, [dict(m) for m in messages], system).to(self.backend.device)
 
     def request(self, messages: Messages | str, plan: SteeringPlan | None = None, settings: GenerationSettings | None = None,
                 system_prompt: str | None = ..., events: queue.SimpleQueue | None = None, tag: int = 0,
@@ -239,9 +202,9 @@ class Engine:
         """One request, not yet started (for `stream_many` and batch jobs)."""
         turns = [{"role": "user", "content": messages}] if isinstance(messages, str) else messages
         opening = repr((system_prompt, turns[0].get("content") if turns else ""))
-        return Request(self.encode(messages, system_prompt), plan, settings or self.config.generation,
-                       events if events is not None else queue.SimpleQueue(), tag, record_logits=record_logits,
-                       chat_key=opening)
+        spec = RequestSpec(self.encode(messages, system_prompt), plan, settings or self.config.generation, tag,
+                           record_logits, opening)
+        return Request(spec, events if events is not None else queue.SimpleQueue())
 
     def stream(self, messages: Messages | str, strengths: Strengths = None, mode: str | None = None,
                settings: GenerationSettings | None = None, system_prompt: str | None = ...,
@@ -258,7 +221,7 @@ class Engine:
 
     def run_now(self, requests: Sequence[Request]) -> None:
         """Generate `requests` on the calling thread as one batch (batch jobs: evaluation, corpus answers)."""
-        self.decoder.run(requests)
+        self.backend.generate(requests)
 
     def chat(self, messages: Messages | str, **kwargs) -> str:
         """The whole answer as a string; a plain string is one user message."""
@@ -283,7 +246,7 @@ class Engine:
             raise ValueError("the config names no SAE (`sae:` section), so there is nothing to inspect with")
         folder = resolve_sae_folder(self.config.sae_source(), self.config.sae.subfolder(layer), self.config.sae.revision)
         handle = open_sae(folder, self.config.sae.format, k=self.config.sae.k)
-        handle.check_width(self.model.config.hidden_size)
+        handle.check_width(self.backend.model_config.hidden_size)
         return handle
 
     def encode_prompts(self, prompts: Sequence[str], layer: int | None = None, chat: bool = True,
@@ -291,9 +254,8 @@ class Engine:
         """Codes (N, F) at each prompt's last token; unsteered unless a `plan` is given."""
         layer = self.inspector_layer if layer is None else layer
         sae = self.sae(layer)
-        with self._steered(plan):
-            return capture.encode_prompts(self.model, self.tokenizer, sae, prompts, layer, chat=chat,
-                                          system_prompt=self.config.system_prompt)
+        return capture.encode_prompts(self.backend, sae, prompts, layer, chat=chat,
+                                      system_prompt=self.config.system_prompt, plan=plan)
 
     def inspect(self, prompt: str, n: int = 10, layer: int | None = None, chat: bool = True,
                 plan: SteeringPlan | None = None) -> list[stats.FeatureActivation]:
@@ -303,13 +265,11 @@ class Engine:
     def message_codes(self, message: str, layer: int | None = None, plan: SteeringPlan | None = None) -> MessageCodes:
         """SAE codes at each token of the visitor's `message` (template tokens left out), unsteered unless `plan`."""
         layer = self.inspector_layer if layer is None else layer
-        with self._steered(plan):
-            return capture.message_codes(self.model, self.tokenizer, self.sae(layer), message, layer, self.config.system_prompt)
+        return capture.message_codes(self.backend, self.sae(layer), message, layer, self.config.system_prompt, plan)
 
     def read_ids(self, prompts: Sequence[Sequence[int]], layer: int) -> list[Tensor]:
         """Unsteered residuals after decoder `layer` at every position of each token-id prompt, (T_i, d) float32."""
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        return capture.read_ids(self.model, prompts, layer, pad)
+        return self.backend.read_residuals(prompts, layer)
 
     def typical_norm(self, layer: int) -> float:
         """Mean residual norm at `layer` over ordinary text, computed once (see `capture.typical_norm`)."""
@@ -325,9 +285,6 @@ class Engine:
 
     def token_activations(self, prompt: str, index: int, layer: int | None = None, chat: bool = True) -> list[tuple[str, float]]:
         layer = self.inspector_layer if layer is None else layer
-        return capture.token_activations(self.model, self.tokenizer, self.sae(layer), prompt, index, layer, chat,
+        return capture.token_activations(self.backend, self.sae(layer), prompt, index, layer, chat,
                                          self.config.system_prompt)
 
-
-Steerer = Engine
-"""The name before the restructure."""

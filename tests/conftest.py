@@ -18,6 +18,9 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+if os.environ.get("STEERING_TEST_BACKEND") == "toy":  # the app tests on tests/toy_backend.py
+    import tests.toy_backend  # noqa: F401  registers backend: toy for the engines they compare the app with
+
 
 # tests/vllm runs only inside .venv-vllm, started by tests/integration/test_vllm_suite.py.
 collect_ignore = [] if os.environ.get("STEERING_VLLM_SUITE") == "1" else ["vllm"]
@@ -76,7 +79,7 @@ def app_server(tmp_path_factory):
     from tests.helpers import start_app, stop_app
 
     demo = write_test_demo(tmp_path_factory.mktemp("app"))
-    proc, url, _ = start_app(demo, {"HF_TOKEN": os.environ.get("HF_TOKEN", "hf_secret_test_value")}, timeout_s=180)
+    proc, url, _ = start_app(demo, {"HF_TOKEN": os.environ.get("HF_TOKEN", "hf_secret_test_value")})
     yield url
     stop_app(proc)
 

@@ -76,11 +76,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(demo: Path, env: dict | None = None, timeout_s: float = 300, argv: list[str] | None = None,
+TEST_BACKEND = os.environ.get("STEERING_TEST_BACKEND", "hooks")
+"""The backend the app tests run on: hooks, or toy (tests/toy_backend.py: a backend added in one module)."""
+LAUNCHERS = {"hooks": ["app.py"], "toy": ["-m", "tests.toy_backend"]}
+
+
+def on_test_backend(demo: Path) -> Path:
+    """`demo` itself, or a copy beside it on `TEST_BACKEND` when that is not hooks (a demo naming another
+    backend, such as remote, keeps it)."""
+    import yaml
+
+    data = yaml.safe_load(demo.read_text())
+    if TEST_BACKEND == "hooks" or data.get("backend", "hooks") != "hooks":
+        return demo
+    copy = demo.with_name(f"{demo.stem}-{TEST_BACKEND}.yaml")
+    copy.write_text(yaml.safe_dump({**data, "backend": TEST_BACKEND}))
+    return copy
+
+
+def start_app(demo: Path, env: dict | None = None, timeout_s: float = 900, argv: list[str] | None = None,
               poll_s: float = 0.5) -> tuple[subprocess.Popen, str, Path]:
-    """`python app.py` (or `python *argv`) serving `demo` on a free loopback port; returns (process, URL,
-    log path) once it answers, checking every `poll_s`."""
+    """`python app.py` (or `python *argv`) serving `demo` on a free loopback port, on `TEST_BACKEND`; returns
+    (process, URL, log path) once it answers, checking every `poll_s` (`timeout_s`: a bound for a loaded
+    machine; the app answers as soon as it has started)."""
     port = free_port()
+    launched = on_test_backend(demo)
+    if launched != demo:
+        demo, argv = launched, argv or LAUNCHERS[TEST_BACKEND]
     log_path = demo.parent / "app.log"
     full_env = {**os.environ, "STEERING_CONFIG": str(demo), "PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
                 "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}

@@ -1,7 +1,8 @@
 """The same steering written as nnsight interventions (the original project's research backend).
 
-Optional: needs `pip install nnsight`; select it with `backend: nnsight` in demo.yaml. Sampling,
-stops and streaming are the shared ones (`decode.Decoder`); only the steering differs: each
+Optional: needs `pip install nnsight`; select it with `backend: nnsight` in demo.yaml. It is the hooks
+backend (`backends.hooks`: the model, the inspection reads, sampling, stops and streaming through
+`decode.Decoder`) with another runner; only the generation's steering differs: each
 steered layer's output is edited inside an nnsight generation trace instead of by this library's
 hooks. It steers every position of every row with one plan, so requests run one at a time
 (`per_row = False`), and the position options (`steer_special_tokens: false`,
@@ -14,7 +15,8 @@ import threading
 import warnings
 from typing import Sequence
 
-from steering.generate.decode import Request
+from steering.backends.hooks import HooksBackend
+from steering.generate.decode import Request, Runner
 from steering.model.layers import DECODER_LAYER_PATHS, decoder_layers
 from steering.steer.plan import SteeringPlan
 
@@ -66,8 +68,8 @@ class NNsightRunner:
 
     def generate(self, rows: Sequence[Request], offsets: Sequence[int], **kwargs) -> None:
         (row,) = rows
-        check_plan(row.plan)
-        plan = row.plan if row.plan is not None else SteeringPlan()
+        check_plan(row.spec.plan)
+        plan = row.spec.plan if row.spec.plan is not None else SteeringPlan()
         input_ids = kwargs.pop("input_ids")
         steps = kwargs["generation_config"].max_new_tokens
         with self._lock, warnings.catch_warnings(), self.lm.generate(input_ids, **kwargs) as tracer:
@@ -80,3 +82,16 @@ class NNsightRunner:
                     for edit in plan.edits[layer]:
                         hidden = edit.apply(hidden)
                     envoy.output = (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+
+class NNsightBackend(HooksBackend):
+    """The hooks backend generating through `NNsightRunner`: one request at a time, so no batch window."""
+
+    name = "nnsight"
+
+    def _runner(self) -> Runner:
+        return NNsightRunner(self.model, self.tokenizer)
+
+    def batch(self, max_batch: int) -> bool:
+        self.log("batching is off: the nnsight backend steers a whole batch with one plan (use backend: hooks to batch)")
+        return False

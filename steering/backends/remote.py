@@ -13,32 +13,48 @@ import hashlib
 import json
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from steering.backends.payload import to_payload
-from steering.backends.served import ServedModel, tokenizer_for
+from steering.backends.base import log_to_stderr
+from steering.backends.served import ServedBackend
+from steering.config import DemoConfig
 from steering.generate.decode import InFlight, Request
 from steering.serving.wire import decode_tensor, encode_tensor
+from steering.steer.plan import SteeringPlan
 
 TIMEOUT_S = 600
 ROUTES_KEPT = 1000
 
 
 def server_for(servers: Sequence[str], key: str) -> str:
-    """The server a conversation goes to: sha256 of its key (`Request.chat_key`), modulo the servers."""
+    """The server a conversation goes to: sha256 of its key (`RequestSpec.chat_key`), modulo the servers."""
     return servers[int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % len(servers)]
 
 
-class RemoteModel(ServedModel):
-    def __init__(self, path: str, servers: Sequence[str]):
+class RemoteBackend(ServedBackend):
+    """Generation and the inspector's reads go to steering servers over HTTP (see the module docstring)."""
+
+    name = "remote"
+
+    def __init__(self, path: str, servers: Sequence[str], log: Callable[[str], None] = log_to_stderr):
         import httpx
 
-        super().__init__(path, sae_source=lambda layer: {})  # a server pins with its own SAE of that layer
+        super().__init__(path, sae_source=lambda layer: {}, log=log)  # a server pins with its own SAE of that layer
         self.servers = [s.rstrip("/") for s in servers]
         self.http = httpx.Client(timeout=TIMEOUT_S)
+        self.decoder = RemoteDecoder(self, self.tokenizer)
+
+    @classmethod
+    def load(cls, config: DemoConfig, log: Callable[[str], None] = log_to_stderr) -> "RemoteBackend":
+        from steering.model.loading import resolve_model_path
+
+        if not config.servers:
+            raise ValueError("backend: remote needs servers: a list of steering server URLs (python -m steering.serve). "
+                             "Fix: add servers: [http://127.0.0.1:8000]")
+        return cls(resolve_model_path(config.model_source()), config.servers, log)
 
     def _post(self, server: str, path: str, body: dict) -> dict:
         r = self.http.post(server + path, json=body)
@@ -46,17 +62,15 @@ class RemoteModel(ServedModel):
             raise RuntimeError(f"steering server {server} answered {r.status_code} to {path}: {r.text[:300]}")
         return r.json()
 
-    def _payload(self, plan):
-        return None if plan is None or plan.is_empty else to_payload(plan, self.sae_source)
-
-    def read_residuals(self, prompts: Sequence[Sequence[int]], layer: int) -> list[Tensor]:
+    def read_residuals(self, prompts: Sequence[Sequence[int]], layer: int, plan: SteeringPlan | None = None) -> list[Tensor]:
         self.check_layer(layer)
         prompts = [list(map(int, p)) for p in prompts]
         got = self._post(server_for(self.servers, repr(prompts[:1])), "/v1/steering/residuals",
-                         {"prompts": prompts, "layer": layer, "steering": self._payload(self.plan)})
+                         {"prompts": prompts, "layer": layer, "steering": self.payload(plan)})
         return [decode_tensor(r) for r in got["residuals"]]
 
-    def paper_scores(self, layer, units, prompts, strength, tokens):
+    def output_scores(self, layer: int, units: Tensor, prompts: Sequence[Tensor], strength: float,
+                      tokens: Tensor) -> tuple[Tensor, Tensor]:
         got = self._post(self.servers[0], "/v1/steering/output_scores", {
             "layer": layer, "directions": encode_tensor(units), "prompts": [p.reshape(-1).tolist() for p in prompts],
             "strength": float(strength), "tokens": tokens.reshape(-1).tolist()})
@@ -72,8 +86,8 @@ class RemoteDecoder:
 
     per_row = True
 
-    def __init__(self, model: RemoteModel, tokenizer):
-        self.model, self.tokenizer = model, tokenizer
+    def __init__(self, backend: RemoteBackend, tokenizer):
+        self.backend, self.tokenizer = backend, tokenizer
         self.in_flight = InFlight()
         self.routes: deque[str] = deque(maxlen=ROUTES_KEPT)  # the latest requests' servers, in order (tests, logs)
 
@@ -92,12 +106,13 @@ class RemoteDecoder:
             t.join()
 
     def _one(self, r: Request) -> None:
-        ids = [int(t) for t in r.input_ids[0].tolist()]
-        server = server_for(self.model.servers, r.chat_key or repr(ids))
+        spec = r.spec
+        ids = [int(t) for t in spec.input_ids[0].tolist()]
+        server = server_for(self.backend.servers, spec.chat_key or repr(ids))
         self.routes.append(server)
-        body = {"prompt_token_ids": ids, "steering": self.model._payload(r.plan), "settings": r.settings.to_dict()}
+        body = {"prompt_token_ids": ids, "steering": self.backend.payload(spec.plan), "settings": spec.settings.to_dict()}
         try:
-            with self.model.http.stream("POST", server + "/v1/steering/generate", json=body) as resp:
+            with self.backend.http.stream("POST", server + "/v1/steering/generate", json=body) as resp:
                 if resp.status_code != 200:
                     raise RuntimeError(f"steering server {server} answered {resp.status_code}: {resp.read()[:300]!r}")
                 for line in resp.iter_lines():
@@ -116,13 +131,3 @@ class RemoteDecoder:
             r.error = exc
         finally:
             r.finish()
-
-
-def open_remote_model(config) -> tuple[RemoteModel, object]:
-    from steering.model.loading import resolve_model_path
-
-    if not config.servers:
-        raise ValueError("backend: remote needs servers: a list of steering server URLs (python -m steering.serve). "
-                         "Fix: add servers: [http://127.0.0.1:8000]")
-    path = resolve_model_path(config.model_source())
-    return RemoteModel(path, config.servers), tokenizer_for(path)

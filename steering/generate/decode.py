@@ -49,21 +49,29 @@ class RowText(TextStreamer):
             self.events.put((self.tag, text))
 
 
-@dataclass(eq=False)
-class Request:
-    """One answer being generated. `events` receives `(tag, piece)` and finally `(tag, END)`."""
+@dataclass(frozen=True, eq=False)
+class RequestSpec:
+    """What to generate, fixed when the request is made: no decoder changes it."""
 
     input_ids: Tensor  # (1, T), no padding
     plan: SteeringPlan | None
     settings: GenerationSettings
-    events: queue.SimpleQueue
-    tag: int = 0
-    stop_event: threading.Event = field(default_factory=threading.Event)
+    tag: int = 0  # which answer of its stream this is: its pieces arrive as `(tag, piece)`
     record_logits: bool = False
-    tokens: list[int] = field(default_factory=list)
-    logits: list[Tensor] = field(default_factory=list)
-    cached_tokens: int = 0  # prompt tokens served from a prefix cache (the vLLM backend reports them)
     chat_key: str = ""  # the conversation's opening (remote servers: every turn of a chat goes to one server)
+
+
+@dataclass(eq=False)
+class Request:
+    """One answer being generated: its `spec` and the row's running state, which its decoder writes and its
+    consumer reads. `events` receives `(tag, piece)` and finally `(tag, END)`."""
+
+    spec: RequestSpec
+    events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    tokens: list[int] = field(default_factory=list)
+    logits: list[Tensor] = field(default_factory=list)  # each step's scores, when `spec.record_logits`
+    cached_tokens: int = 0  # prompt tokens served from a prefix cache (the vLLM backend reports them)
     done: bool = False
     error: BaseException | None = None
     finished: threading.Event = field(default_factory=threading.Event)
@@ -75,10 +83,11 @@ class Request:
 
     def start(self, tokenizer) -> None:
         """Ready the row for a batch: its generator and detokenizer."""
-        if self.settings.temperature > 0 and self.generator is None:
-            self.generator = seeded_generator(self.settings.seed, self.input_ids.device)
+        spec = self.spec
+        if spec.settings.temperature > 0 and self.generator is None:
+            self.generator = seeded_generator(spec.settings.seed, spec.input_ids.device)
         if self.text is None:
-            self.text = RowText(tokenizer, self.events, self.tag)
+            self.text = RowText(tokenizer, self.events, spec.tag)
 
     def finish(self) -> None:
         if not self.done:
@@ -89,7 +98,7 @@ class Request:
             if self.release is not None:
                 self.release()
             self.finished.set()
-            self.events.put((self.tag, END))
+            self.events.put((self.spec.tag, END))
 
 
 class RowSampler(LogitsProcessor):
@@ -104,11 +113,11 @@ class RowSampler(LogitsProcessor):
             if row.done or row.stop_event.is_set():
                 out[b, 0] = 0.0  # a finished (or stopped: `RowStops` drops it) row's token is replaced by padding
                 continue
-            s = scores[b : b + 1]
-            if row.record_logits:
+            s, settings = scores[b : b + 1], row.spec.settings
+            if row.spec.record_logits:
                 row.logits.append(s[0].detach().clone())
-            s = repetition_penalty(s, input_ids[b : b + 1, self.offsets[b] :], row.settings.repetition_penalty)
-            out[b, int(sample_token(s, row.settings.temperature, row.settings.top_p, row.generator))] = 0.0
+            s = repetition_penalty(s, input_ids[b : b + 1, self.offsets[b] :], settings.repetition_penalty)
+            out[b, int(sample_token(s, settings.temperature, settings.top_p, row.generator))] = 0.0
         return out
 
 
@@ -135,7 +144,7 @@ class RowStops(StoppingCriteria):
                 continue
             row.tokens.append(token)
             row.text.put(torch.tensor([token]))
-            if (token in self.eos_ids or len(row.tokens) >= row.settings.max_new_tokens
+            if (token in self.eos_ids or len(row.tokens) >= row.spec.settings.max_new_tokens
                     or (self.stop_text and self.stop_text in self.tokenizer.decode(row.tokens[-16:]))):
                 row.finish()
         return torch.tensor([row.done for row in self.rows], dtype=torch.bool, device=input_ids.device)
@@ -205,14 +214,14 @@ class Decoder:
                     r.finish()
 
     def _generate(self, rows: Sequence[Request]) -> None:
-        device = rows[0].input_ids.device
+        device = rows[0].spec.input_ids.device
         for r in rows:
             r.start(self.tokenizer)
-        ids, mask = padded([r.input_ids[0].tolist() for r in rows], self.pad_id, left=True)
-        offsets = [ids.shape[-1] - int(r.input_ids.shape[-1]) for r in rows]
+        ids, mask = padded([r.spec.input_ids[0].tolist() for r in rows], self.pad_id, left=True)
+        offsets = [ids.shape[-1] - int(r.spec.input_ids.shape[-1]) for r in rows]
         base = self.model.generation_config
         config = GenerationConfig(
-            max_new_tokens=max(r.settings.max_new_tokens for r in rows), do_sample=False,
+            max_new_tokens=max(r.spec.settings.max_new_tokens for r in rows), do_sample=False,
             eos_token_id=self.eos_ids or base.eos_token_id, pad_token_id=self.pad_id, bos_token_id=base.bos_token_id,
         )
         with torch.inference_mode():
@@ -221,16 +230,3 @@ class Decoder:
                 logits_processor=[RowSampler(rows, offsets)],
                 stopping_criteria=[RowStops(rows, self.eos_ids, self.tokenizer, self.stop_text)],
             )
-
-
-class HooksRunner:
-    """Steers each row of a batch by its own plan through the model's `SteeringHooks`."""
-
-    per_row = True
-
-    def __init__(self, model, hooks, special_ids: Iterable[int]):
-        self.model, self.hooks, self.special_ids = model, hooks, list(special_ids)
-
-    def generate(self, rows: Sequence[Request], offsets: Sequence[int], **kwargs) -> None:
-        with self.hooks.steering_rows([r.plan for r in rows], [r.input_ids for r in rows], offsets, self.special_ids):
-            self.model.generate(**kwargs)

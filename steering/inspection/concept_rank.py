@@ -21,7 +21,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from steering.inspection.output_score import OutputScores, neutral_prompt_ids, output_scores
+from steering.backends.reads import OutputScores
+from steering.inspection.output_score import neutral_prompt_ids, output_scores
 
 STOPWORDS = frozenset("a an the of and or in on at to for with about my your his her their its".split())
 
@@ -93,20 +94,21 @@ def rerank(candidates: Sequence[int], scores: Tensor, n: int | None = None, labe
     return out[:n] if n is not None else out
 
 
-def concept_output_scores(model, tokenizer, layer: int, directions: Tensor, concept: str, strength: float,
+def concept_output_scores(backend, layer: int, directions: Tensor, concept: str, strength: float,
                           prompts: Sequence[Tensor] | None = None) -> OutputScores:
-    """The output score of each direction (F, d) on the concept's tokens (`gain`: steered minus unsteered)."""
-    tokens = concept_token_ids(tokenizer, concept_words(concept))
-    prompts = neutral_prompt_ids(tokenizer) if prompts is None else prompts
-    return output_scores(model, layer, directions, prompts, strength, tokens=tokens)
+    """The output score of each direction (F, d) on the concept's tokens (`gain`: steered minus unsteered),
+    from `backend` (`steering.backends.base.Backend`)."""
+    tokens = concept_token_ids(backend.tokenizer, concept_words(concept))
+    prompts = neutral_prompt_ids(backend.tokenizer) if prompts is None else prompts
+    return output_scores(backend, layer, directions, prompts, strength, tokens)
 
 
-def rank_concept(model, tokenizer, layer: int, directions: Tensor, candidates: Sequence[int], concept: str,
+def rank_concept(backend, layer: int, directions: Tensor, candidates: Sequence[int], concept: str,
                  strength: float, n: int | None = None, labels=None) -> list[RankedFeature]:
     """`candidates` re-ranked by how much steering with each raises the concept's tokens (`gain`).
     `directions`: all decoder rows (F, d) or the SAE's `W_dec`; only the candidates' rows run."""
     idx = torch.tensor([int(i) for i in candidates], dtype=torch.long)
-    scores = concept_output_scores(model, tokenizer, layer, directions[idx], concept, strength)
+    scores = concept_output_scores(backend, layer, directions[idx], concept, strength)
     full = torch.full((len(directions),), float("-inf"))
     full[idx] = scores.gain
     return rerank(candidates, full, n, labels)

@@ -9,10 +9,10 @@ from steering.inspection.capture import typical_norm
 
 
 class TypicalNorms:
-    """Each layer's `capture.typical_norm`, measured once (a model forward) or handed in from elsewhere."""
+    """Each layer's `capture.typical_norm`, measured once (a read through the backend) or handed in from elsewhere."""
 
-    def __init__(self, model, tokenizer):
-        self.model, self.tokenizer = model, tokenizer
+    def __init__(self, backend):
+        self.backend = backend
         self._norms: dict[int, float] = {}
         self._lock = ForkSafeLock()
 
@@ -21,7 +21,7 @@ class TypicalNorms:
         with self._lock:
             for layer in dict.fromkeys(layers):
                 if layer not in self._norms:
-                    self._norms[layer] = typical_norm(self.model, self.tokenizer, layer)
+                    self._norms[layer] = typical_norm(self.backend, layer)
             return {layer: self._norms[layer] for layer in layers}
 
     @property

@@ -41,5 +41,4 @@ def _get_path(root: object, path: str) -> object | None:
 
 
 def num_layers(model: torch.nn.Module) -> int:
-    own = getattr(model, "num_layers", None)  # a serving engine's stand-in (`serving.vllm_model`) knows it
-    return own if isinstance(own, int) else len(decoder_layers(model))
+    return len(decoder_layers(model))

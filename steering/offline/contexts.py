@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from steering.inspection.labels import FILENAME
-from steering.inspection.output_score import logit_lens
+from steering.backends.reads import logit_lens
 from steering.offline.labelling import choose_label, load_words, whole_word
 
 

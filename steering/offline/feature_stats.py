@@ -58,8 +58,10 @@ def density_histogram(sae: SAE, acts: Tensor, edges: Tensor = EDGES, batch_size:
 def compute(folder: Path, cache: Path, alpha: float = 1.0, batch_size: int = 128, progress: bool = True,
             skip_output: bool = False) -> dict:
     """All the numbers for one SAE folder: held-out cache `cache`; returns what was written, with timings."""
+    from steering.backends.hooks import HooksBackend
+    from steering.backends.reads import output_scores
     from steering.inspection.capture import typical_norm
-    from steering.inspection.output_score import neutral_prompt_ids, output_scores
+    from steering.inspection.output_score import neutral_prompt_ids
     from steering.model.loading import load_model
     from steering.offline.activations import load_cache
     from steering.offline.model_card import sink_threshold_of
@@ -77,7 +79,8 @@ def compute(folder: Path, cache: Path, alpha: float = 1.0, batch_size: int = 128
             "density_seconds": f"{time.perf_counter() - t0:.1f}"}
     if not skip_output:
         model, tok = load_model(model_name, device="cpu", dtype="float32")[:2]
-        norm = typical_norm(model, tok, layer)
+        with HooksBackend(model, tok) as backend:
+            norm = typical_norm(backend, layer)
         prompts = neutral_prompt_ids(tok)
         t1, c1 = time.perf_counter(), time.process_time()
         scores = output_scores(model, layer, sae.W_dec.float(), prompts, alpha * norm, batch_size=batch_size,

@@ -99,8 +99,10 @@ def sampled_output_scores(folder: Path, layer: int, model_name: str, n: int, see
     drawn at random: the distribution without the cost of scoring every feature."""
     from safetensors.torch import load_file
 
+    from steering.backends.hooks import HooksBackend
+    from steering.backends.reads import output_scores
     from steering.inspection.capture import typical_norm
-    from steering.inspection.output_score import neutral_prompt_ids, output_scores
+    from steering.inspection.output_score import neutral_prompt_ids
     from steering.model.loading import load_model
     from steering.sae import load_sae
 
@@ -110,7 +112,8 @@ def sampled_output_scores(folder: Path, layer: int, model_name: str, n: int, see
     pool = alive.nonzero().squeeze(1)
     pick = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]]
     model, tok = load_model(model_name, device="cpu", dtype="float32")[:2]
-    norm = typical_norm(model, tok, layer)
+    with HooksBackend(model, tok) as backend:
+        norm = typical_norm(backend, layer)
     score = output_scores(model, layer, sae.W_dec.float()[pick], neutral_prompt_ids(tok), norm, batch_size=128).score
     return {**{f"q{int(x * 100)}": float(score.quantile(x)) for x in QUANTILES},
             "share_above_0.1": float((score > 0.1).float().mean()), "sampled": len(pick),
@@ -141,8 +144,7 @@ def candidates(engine, cards, concept, layer: int, norm: float, n: int) -> list[
     pos, neg = concept_prompt_sets(concept.subjects[0])
     diff = [r.index for r in engine.differential(pos, neg, n=12, chat=False, layer=layer)]
     pool = list(dict.fromkeys(matched + diff))
-    ranked = rank_concept(engine.model, engine.tokenizer, layer, engine.sae(layer).W_dec.float(), pool,
-                          concept.name, norm)
+    ranked = rank_concept(engine.backend, layer, engine.sae(layer).W_dec.float(), pool, concept.name, norm)
     return [{"index": r.index, "live_output": r.score, "label": cards.label(r.index), "matched": r.index in matched}
             for r in ranked[:n]]
 

@@ -111,7 +111,7 @@ def rank_lists(s, cards, concept: str, layer: int, norm: float, top: int = TOP, 
     diff = s.differential(pos, neg, n=pool, chat=False, layer=layer)
     matched = [r.index for r in features_for_concept(cards, concept, n=pool)]
     cands = list(dict.fromkeys([r.index for r in diff] + matched))
-    live = rank_concept(s.model, s.tokenizer, layer, s.sae(layer).W_dec.float(), cands, concept, LIVE_FRACTION * norm)
+    live = rank_concept(s.backend, layer, s.sae(layer).W_dec.float(), cands, concept, LIVE_FRACTION * norm)
     shipped = cards.output_scores
     by_shipped = sorted(cands, key=lambda i: -float(shipped[i])) if shipped is not None else []
     scores = {i: {"differential": None, "live_output": None, "shipped_output": float(shipped[i]) if shipped is not None else None,
@@ -129,7 +129,7 @@ def run(config: str, concepts: Sequence[str], out: Path | None, n_prompts: int =
         top: int = TOP, pool: int = POOL, seed: int = 0, rows: int = 48) -> dict:
     from steering.config import FeatureSpec
     from steering.engine import Engine
-    from steering.inspection.labels import load_feature_info
+    from steering.inspection.feature_info import load_feature_info
     from steering.offline.evaluate import generate_answers
     from steering.offline.scoring import answer_nll, score
 

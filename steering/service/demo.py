@@ -63,7 +63,7 @@ class DemoService(Inspection):
                  measure_norms: Callable[[tuple[int, ...]], dict[int, float]] | None = None):
         self.engine, self.limits, self.info = engine, limits, info
         self.measure_norms = measure_norms or engine.norms.measure
-        width = getattr(engine.model.config, "hidden_size", None)
+        width = getattr(engine.backend.model_config, "hidden_size", None)
         wrong = [v for v in engine.vectors.vectors.values() if width is not None and v.direction.shape[-1] != width]
         if wrong:  # refuse at start, not with a shape error on a visitor's first message
             v = wrong[0]
@@ -245,7 +245,7 @@ class DemoService(Inspection):
         return int(self.engine.encode(messages).shape[-1])
 
     def _context(self) -> int:
-        return int(getattr(self.engine.model.config, "max_position_embeddings", 4096) or 4096)
+        return int(getattr(self.engine.backend.model_config, "max_position_embeddings", 4096) or 4096)
 
     def status(self) -> dict:
         """Generations in flight and the model served (counts only, nothing about visitors)."""

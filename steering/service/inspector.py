@@ -107,7 +107,7 @@ class Inspection:
 
     def _output_ranked(self, concept: str, candidates: list[int]) -> list[RankedFeature]:
         layer = self.engine.inspector_layer
-        return rank_concept(self.engine.model, self.engine.tokenizer, layer, self.engine.sae(layer).W_dec, candidates,
+        return rank_concept(self.engine.backend, layer, self.engine.sae(layer).W_dec, candidates,
                             concept, self.engine.typical_norm(layer), labels=lambda i: self.label(layer, i))
 
     def _concept(self, concept) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import accumulate
 
@@ -120,7 +120,3 @@ def prompt_lines(text: str, limits: Limits, what: str) -> list[str]:
     if long:
         raise UserError(f"Line(s) {long} of the {what} set are longer than {limits.max_prompt_chars} characters. Shorten them.")
     return lines
-
-
-def unique_lines(lines: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(lines))

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from steering.config import GenerationSettings
 from steering.generate.decode import Request as EngineRequest
+from steering.generate.decode import RequestSpec
 from steering.backends.payload import from_payload
 from steering.serving.wire import decode_tensor, encode_tensor
 
@@ -36,7 +37,7 @@ def router(engine) -> APIRouter:
 
     @api.get("/info")
     async def info():
-        return {"model": engine.config.model, "n_layers": engine.n_layers, "backend": engine.backend,
+        return {"model": engine.config.model, "n_layers": engine.n_layers, "backend": engine.backend.name,
                 "served": dict(served), "generating": engine.active_requests}
 
     @api.post("/generate")
@@ -51,25 +52,18 @@ def router(engine) -> APIRouter:
     @api.post("/residuals")
     async def residuals(request: Request):
         body = json.loads(await request.body())
-
-        def read():
-            with engine._steered(plan_of(body)):
-                from steering.inspection.capture import read_ids
-
-                return read_ids(engine.model, [list(map(int, p)) for p in body["prompts"]], int(body["layer"]))
-
-        rows = await asyncio.to_thread(read)
+        prompts = [list(map(int, p)) for p in body["prompts"]]
+        rows = await asyncio.to_thread(engine.backend.read_residuals, prompts, int(body["layer"]), plan_of(body))
         return JSONResponse({"residuals": [encode_tensor(r) for r in rows]})
 
     @api.post("/output_scores")
     async def output_scores(request: Request):
-        from steering.inspection.output_score import output_scores as scores
-
         body = json.loads(await request.body())
         prompts = [torch.tensor(p, dtype=torch.long) for p in body["prompts"]]
-        got = await asyncio.to_thread(scores, engine.model, int(body["layer"]), decode_tensor(body["directions"]),
-                                      prompts, float(body["strength"]), torch.tensor(body["tokens"], dtype=torch.long))
-        return JSONResponse({"score": got.score.tolist(), "base": got.base.tolist()})
+        score, base = await asyncio.to_thread(engine.backend.output_scores, int(body["layer"]),
+                                              decode_tensor(body["directions"]), prompts, float(body["strength"]),
+                                              torch.tensor(body["tokens"], dtype=torch.long))
+        return JSONResponse({"score": score.tolist(), "base": base.tolist()})
 
     return api
 
@@ -77,9 +71,9 @@ def router(engine) -> APIRouter:
 async def _tokens(engine, ids, plan, settings, request) -> Any:
     import queue
 
-    r = EngineRequest(ids, plan, settings, queue.SimpleQueue())
+    r = EngineRequest(RequestSpec(ids, plan, settings), queue.SimpleQueue())
     r.text = _Sink(r)  # no local detokenizer: the client has its own
-    thread = asyncio.get_running_loop().run_in_executor(None, engine.decoder.run, [r])
+    thread = asyncio.get_running_loop().run_in_executor(None, engine.run_now, [r])
     sent = 0
     try:
         while not (r.finished.is_set() and sent == len(r.tokens)):

@@ -15,4 +15,5 @@ def encode_tensor(t: torch.Tensor) -> dict:
 
 def decode_tensor(d: dict) -> torch.Tensor:
     raw = bytearray(base64.b64decode(d["data"]))
-    return torch.frombuffer(raw, dtype=torch.float32).reshape(d["shape"]).clone()
+    flat = torch.frombuffer(raw, dtype=torch.float32) if raw else torch.empty(0)  # frombuffer refuses no bytes
+    return flat.reshape(d["shape"]).clone()

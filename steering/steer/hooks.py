@@ -114,11 +114,6 @@ class SteeringHooks:
         with self._count_lock:
             self._active += delta
 
-    @property
-    def steering_here(self) -> bool:
-        """Whether the calling thread is inside a steering block."""
-        return self._state.steer is not None
-
     @contextmanager
     def _steer(self, state: RequestEdits | RowsEdits | None, count: int) -> Iterator[None]:
         if self._state.steer is not None:

@@ -10,6 +10,7 @@ from steering.config import load_config
 from steering.engine import Engine
 from steering.service.demo import DemoService
 from steering.steer.vectors import vectors_for_config
+from tests.helpers import on_test_backend
 
 ASK = "Tell me about your favourite city."
 
@@ -77,8 +78,8 @@ def test_two_clients_with_different_steering_each_get_their_own(app_server):
 def test_inspect_endpoint_equals_the_library_call(client, app_server, smollm2, tmp_path_factory):
     from tests.conftest import write_test_demo
 
-    config = load_config(write_test_demo(tmp_path_factory.mktemp("same")))
-    service = DemoService(Engine(config, *smollm2, vectors_for_config(config, log=lambda m: None)))
+    config = load_config(on_test_backend(write_test_demo(tmp_path_factory.mktemp("same"))))  # the app's backend
+    service = DemoService(Engine.for_model(config, *smollm2, vectors_for_config(config, log=lambda m: None)))
     prompt = "The ocean is deep and blue."
     assert client.predict(prompt, 8, api_name="/inspect") == service.inspect(prompt, n=8)
     diff = client.predict("sea\nwaves", "taxes\noffice", 5, api_name="/differential")

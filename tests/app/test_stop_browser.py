@@ -2,8 +2,9 @@
 
 The step-exact check (a cancel landing mid-step drops that step's token and runs no step after) is
 tests/integration/test_reliability.py; these check the same through the launched app, on states:
-the page's text stops growing once its cancel is answered, /status shows nothing generating once
-job.cancel() returns, and the next message is answered.
+the page's text stops growing once its cancel is answered and the server has nothing generating
+(/status), /status shows nothing generating once job.cancel() returns, and the next message is answered.
+Where Stop lands is random in the answer's length, not in time, so it does not depend on the machine's speed.
 """
 
 import random
@@ -44,9 +45,19 @@ def page():
         yield page
 
 
+def _settled(page, client) -> str:
+    """The answer once the page has drawn what the server sent before it went idle: the same text before and
+    after a round trip to the server (/status answers after every earlier message on the way)."""
+    while True:
+        before = _answer(page)
+        assert client.predict(api_name="/status")["active_generations"] == 0
+        if _answer(page) == before:
+            return before
+
+
 @pytest.mark.browser
 def test_stop_at_random_points_ends_the_answer_every_time_and_the_next_message_is_answered(page, app_server):
-    rng = random.Random(11)
+    rng, client = random.Random(11), Client(app_server, verbose=False)
     page.goto(f"{app_server}?tokens=400&temp=0")  # greedy and long: unstopped, each answer runs for many seconds
     expect(page.locator("#message textarea")).to_be_visible(timeout=60000)
     for i in range(ROUNDS + 1):
@@ -57,14 +68,15 @@ def test_stop_at_random_points_ends_the_answer_every_time_and_the_next_message_i
         _wait_for(lambda: _answer(page) != "", 90, f"round {i}: the answer to start")  # the message before was stopped
         if i == ROUNDS:
             break
-        time.sleep(rng.uniform(0.0, 2.0))
+        length = rng.randint(1, 120)  # characters of answer before Stop
+        _wait_for(lambda: len(_answer(page)) >= length, 120, f"round {i}: {length} characters of answer")
         with page.expect_response(lambda r: r.url.endswith("/cancel"), timeout=30000) as cancel:
             page.click("#stop")
         assert cancel.value.ok, f"round {i}: the cancel failed"
-        time.sleep(0.3)  # pieces already on their way when the cancel was answered
-        stopped = _answer(page)
-        time.sleep(1.5)
-        assert _answer(page) == stopped, f"round {i}: the answer grew after Stop"
+        _wait_for(lambda: client.predict(api_name="/status")["active_generations"] == 0, 60,
+                  f"round {i}: the server to end the generation")
+        stopped = _settled(page, client)
+        assert _settled(page, client) == stopped, f"round {i}: the answer grew after Stop"
     page.click("#stop")
 
 

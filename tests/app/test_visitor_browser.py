@@ -24,7 +24,7 @@ def shipped_app(tmp_path_factory):
     demo = folder / "demo.yaml"
     demo.write_text((ROOT / "demo.yaml").read_text().replace("./saes/", f"{ROOT}/saes/").replace(
         "vectors: steering_vectors.pt", f"vectors: {ROOT}/steering_vectors.pt"))
-    proc, url, _ = start_app(demo, timeout_s=240)
+    proc, url, _ = start_app(demo)
     yield url
     stop_app(proc)
 

@@ -17,7 +17,7 @@ from transformers.generation.logits_process import RepetitionPenaltyLogitsProces
 from steering.config import GenerationSettings, load_config
 from steering.engine import Engine
 from steering.generate.batching import Batcher
-from steering.generate.decode import Request
+from steering.generate.decode import Request, RequestSpec
 from steering.generate.sampling import repetition_penalty
 from steering.generate.stream import Stream
 from steering.steer.hooks import steering
@@ -51,7 +51,7 @@ def steerer(smollm2, tmp_path_factory):
     }))
     config = load_config(tmp / "demo.yaml")
     model, tokenizer = smollm2
-    with Engine(config, model, tokenizer, vectors_for_config(config, log=lambda m: None)) as s:
+    with Engine.for_model(config, model, tokenizer, vectors_for_config(config, log=lambda m: None)) as s:
         yield s
 
 
@@ -62,19 +62,23 @@ def _wait_idle(steerer, seconds=30):
     return steerer.active_requests
 
 
-class _Submitter:
-    """A `Batcher` over the engine's decoder, and streams submitted to it (as the engine makes them)."""
+BATCH_WINDOW_S = 60.0
+"""Long enough never to close a batch under load: each test's batch closes when it is full (`max_batch`)."""
 
-    def __init__(self, steerer, window_s=0.05, max_batch=8):
+
+class _Submitter:
+    """A `Batcher` over the engine's backend, and streams submitted to it (as the engine makes them)."""
+
+    def __init__(self, steerer, window_s=BATCH_WINDOW_S, max_batch=3):
         self.steerer = steerer
-        self.batcher = Batcher(steerer.decoder.run, window_s=window_s, max_batch=max_batch)
+        self.batcher = Batcher(steerer.backend.generate, window_s=window_s, max_batch=max_batch)
 
     @property
     def batch_sizes(self):
         return self.batcher.batch_sizes
 
     def stream(self, enc, plan=None, settings=GenerationSettings(), record_logits=False):
-        r = Request(enc, plan, settings, queue.SimpleQueue(), record_logits=record_logits)
+        r = Request(RequestSpec(enc, plan, settings, record_logits=record_logits), queue.SimpleQueue())
         return Stream([r], r.events, self.batcher.submit).start()
 
 
@@ -86,8 +90,8 @@ def _plans(steerer):
     ]
 
 
-def _batch(steerer, prompts, plans, settings, **kw):
-    batcher = _Submitter(steerer, **kw)
+def _batch(steerer, prompts, plans, settings):
+    batcher = _Submitter(steerer, max_batch=len(prompts))
     gens = [batcher.stream(steerer.encode([{"role": "user", "content": p}]), plan=plan, settings=s, record_logits=True)
             for p, plan, s in zip(prompts, plans, settings)]
     texts = [""] * len(gens)
@@ -128,7 +132,7 @@ def test_each_row_matches_its_request_alone(steerer):
         assert g.new_token_ids.tolist() == solo.new_token_ids.tolist()
         ids = steerer.encode([{"role": "user", "content": prompt}])
         full = torch.cat([ids[0], g.new_token_ids]).unsqueeze(0)
-        with torch.inference_mode(), steering(steerer.model, plan, ids, steerer.special_ids):
+        with torch.inference_mode(), steering(steerer.model, plan, ids, steerer.backend.special_ids):
             reference = steerer.model(full).logits[0, ids.shape[-1] - 1 : -1]
         assert g.logits.shape == reference.shape
         assert (g.logits - reference).abs().max().item() < LOGIT_TOLERANCE
@@ -158,17 +162,17 @@ def test_rows_end_on_their_own_length_and_stop(steerer):
     assert len(stopped.new_token_ids) < 10
     assert "".join(short) and len(short.new_token_ids) == 3
     rest = "".join(full)
-    assert len(full.new_token_ids) == 16 or full.new_token_ids[-1].item() in steerer._eos_ids()
+    assert len(full.new_token_ids) == 16 or full.new_token_ids[-1].item() in steerer.eos_ids()
     assert rest == "".join(steerer.stream(PROMPTS[0], plan=SteeringPlan(), settings=GenerationSettings(max_new_tokens=16, temperature=0.0)))
     assert batcher.batch_sizes == [3]
     assert _wait_idle(steerer) == 0
 
 
 def test_requests_arriving_together_share_a_batch_and_later_ones_do_not(steerer):
-    batcher = _Submitter(steerer, window_s=0.2, max_batch=3)
+    batcher = _Submitter(steerer, window_s=2.0, max_batch=3)  # the window only delays the 4th and the late one
     enc = steerer.encode([{"role": "user", "content": "Hi!"}])
     s = GenerationSettings(max_new_tokens=2, temperature=0.0)
-    first = [batcher.stream(enc, settings=s) for _ in range(4)]  # the 4th overflows max_batch
+    first = [batcher.stream(enc, settings=s) for _ in range(4)]  # the first three fill a batch, the 4th overflows
     for g in first:
         "".join(g)
     late = batcher.stream(enc, settings=s)
@@ -182,7 +186,7 @@ def test_an_error_in_a_batch_reaches_every_row_and_frees_it(steerer):
 
     v = steerer.vector(LAYER, 3)
     bad = SteeringPlan({LAYER: [Edit("pin", v.direction, 1.0, v.norm, broken)]})
-    batcher = _Submitter(steerer)
+    batcher = _Submitter(steerer, max_batch=2)
     enc = steerer.encode([{"role": "user", "content": "Hi!"}])
     gens = [batcher.stream(enc, plan=p, settings=GenerationSettings(max_new_tokens=4)) for p in (bad, SteeringPlan())]
     for g in gens:
@@ -194,14 +198,15 @@ def test_an_error_in_a_batch_reaches_every_row_and_frees_it(steerer):
 
 def test_engine_batches_only_when_built_to(smollm2, steerer):
     model, tokenizer = smollm2
-    with Engine(steerer.config, model, tokenizer, steerer.vectors, batching=True, batch_window_s=0.05) as batched:
+    with Engine.for_model(steerer.config, model, tokenizer, steerer.vectors, batching=True,
+                          batch_window_s=BATCH_WINDOW_S, max_batch=3) as batched:
         assert "forward" in vars(model.lm_head)  # the small-batch route is on
         gens = [batched.stream(p, settings=GenerationSettings(max_new_tokens=4, temperature=0.0)) for p in PROMPTS]
         assert all(isinstance(g, Stream) for g in gens)
         assert all("".join(g) for g in gens)
         assert batched.batcher.batch_sizes == [3]
     assert "forward" not in vars(model.lm_head)  # close() gave the layers their own forward back
-    with Engine(steerer.config, model, tokenizer, steerer.vectors, batching=False) as alone:
+    with Engine.for_model(steerer.config, model, tokenizer, steerer.vectors, batching=False) as alone:
         gens = [alone.stream(p, settings=GenerationSettings(max_new_tokens=4, temperature=0.0)) for p in PROMPTS]
         assert all("".join(g) for g in gens)
         assert alone.batcher.batch_sizes == [1, 1, 1]
@@ -231,12 +236,13 @@ def test_rows_on_the_small_batch_route_still_match_alone(smollm2, steerer):
     model, tokenizer = smollm2
     plans = _plans(steerer)
     settings = [GenerationSettings(max_new_tokens=8, temperature=0.0)] * 3
-    with Engine(steerer.config, model, tokenizer, steerer.vectors, batching=True, batch_window_s=0.05) as batched:
+    with Engine.for_model(steerer.config, model, tokenizer, steerer.vectors, batching=True,
+                          batch_window_s=BATCH_WINDOW_S, max_batch=3) as batched:
         _, gens, texts = _batch(batched, PROMPTS, plans, settings)
     for prompt, plan, g, text in zip(PROMPTS, plans, gens, texts):
         assert "".join(steerer.stream(prompt, plan=plan, settings=settings[0])) == text
         ids = steerer.encode([{"role": "user", "content": prompt}])
         full = torch.cat([ids[0], g.new_token_ids]).unsqueeze(0)
-        with torch.inference_mode(), steering(steerer.model, plan, ids, steerer.special_ids):
+        with torch.inference_mode(), steering(steerer.model, plan, ids, steerer.backend.special_ids):
             reference = steerer.model(full).logits[0, ids.shape[-1] - 1 : -1]
         assert (g.logits - reference).abs().max().item() < LOGIT_TOLERANCE

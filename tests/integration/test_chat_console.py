@@ -33,7 +33,7 @@ def console(smollm2, tmp_path_factory):
     import io
 
     config = load_config(_write_demo(tmp_path_factory.mktemp("chat")))
-    steerer = Engine(config, *smollm2, vectors_for_config(config, log=lambda m: None))
+    steerer = Engine.for_model(config, *smollm2, vectors_for_config(config, log=lambda m: None))
     return ChatConsole(steerer, out=io.StringIO())
 
 

@@ -51,7 +51,7 @@ def word_tokens(tokenizer, words) -> torch.Tensor:
 
 @torch.inference_mode()
 def concept_mass(engine, ids, start, tokens, plan=None) -> float:
-    with engine.hooks.steering(plan):
+    with engine.backend.hooks.steering(plan):
         logits = engine.model(input_ids=ids, use_cache=False).logits[0, start:].float()
     return float(torch.softmax(logits, -1)[:, tokens].sum(-1).mean())
 

@@ -39,7 +39,7 @@ def _patched(model):
 def test_close_detaches_every_hook_and_undoes_every_patch(own_model, config):
     model, tokenizer = own_model
     before = _hook_counts(model)
-    engine = Engine(config, model, tokenizer, vectors_for_config(config, log=lambda m: None), batching=True)
+    engine = Engine.for_model(config, model, tokenizer, vectors_for_config(config, log=lambda m: None), batching=True)
     assert _hook_counts(model) == [n + 1 for n in before] and _patched(model)
     assert "".join(engine.stream("Hi", settings=GREEDY))
     engine.close()
@@ -50,10 +50,10 @@ def test_close_detaches_every_hook_and_undoes_every_patch(own_model, config):
 def test_with_block_closes_and_a_second_engine_keeps_its_hooks(own_model, config):
     model, tokenizer = own_model
     vectors = vectors_for_config(config, log=lambda m: None)
-    with Engine(config, model, tokenizer, vectors) as outer:
+    with Engine.for_model(config, model, tokenizer, vectors) as outer:
         plan = outer.plan({"L15:3": 150.0})
         steered = "".join(outer.stream("Hi", plan=plan, settings=GREEDY))
-        with Engine(config, model, tokenizer, vectors):
+        with Engine.for_model(config, model, tokenizer, vectors):
             pass
         assert "".join(outer.stream("Hi", plan=plan, settings=GREEDY)) == steered  # still steered after the inner close
         assert steered != "".join(outer.stream("Hi", plan=SteeringPlan(), settings=GREEDY))
@@ -62,7 +62,7 @@ def test_with_block_closes_and_a_second_engine_keeps_its_hooks(own_model, config
 
 def test_strengths_by_text_key_feature_key_label_or_position_mean_the_same(smollm2, config):
     model, tokenizer = smollm2
-    with Engine(config, model, tokenizer, vectors_for_config(config, log=lambda m: None)) as engine:
+    with Engine.for_model(config, model, tokenizer, vectors_for_config(config, log=lambda m: None)) as engine:
         a = engine.plan({"L15:3": 30.0, "L15:4": None})
         b = engine.plan({FeatureKey(15, 3): 30.0, FeatureKey(15, 4): None})
         c = engine.plan({"test direction A": 30.0, " L15:4 ": None})
@@ -80,7 +80,7 @@ def test_strengths_by_text_key_feature_key_label_or_position_mean_the_same(smoll
 
 def test_active_requests_count_rows_until_each_ends(smollm2, config):
     model, tokenizer = smollm2
-    with Engine(config, model, tokenizer, vectors_for_config(config, log=lambda m: None)) as engine:
+    with Engine.for_model(config, model, tokenizer, vectors_for_config(config, log=lambda m: None)) as engine:
         events = queue.SimpleQueue()
         long = GenerationSettings(max_new_tokens=200, temperature=0.0)
         pair = [engine.request("Tell me a long story.", None, long, events=events, tag=i) for i in (0, 1)]
@@ -94,7 +94,7 @@ def test_active_requests_count_rows_until_each_ends(smollm2, config):
 
 def test_typical_norms_are_measured_once_and_norms_measured_elsewhere_are_kept(smollm2, config):
     model, tokenizer = smollm2
-    with Engine(config, model, tokenizer, vectors_for_config(config, log=lambda m: None)) as engine:
+    with Engine.for_model(config, model, tokenizer, vectors_for_config(config, log=lambda m: None)) as engine:
         assert engine.norms.known == {}
         forwards = []
         handle = model.register_forward_pre_hook(lambda *_: forwards.append(1))

@@ -10,7 +10,7 @@ import pytest
 
 from steering.config import load_config
 from steering.engine import Engine
-from steering.inspection.labels import load_feature_info
+from steering.inspection.feature_info import load_feature_info
 from steering.service.demo import DemoService
 from steering.steer.vectors import vectors_for_config
 from tests.helpers import ROOT
@@ -32,7 +32,7 @@ CONCEPTS = {  # prompt -> words that name the concept
 @pytest.fixture(scope="module")
 def service(smollm2):
     config = load_config(ROOT / "demo.yaml")
-    engine = Engine(config, *smollm2, vectors_for_config(config, log=lambda m: None))
+    engine = Engine.for_model(config, *smollm2, vectors_for_config(config, log=lambda m: None))
     yield DemoService(engine, info=load_feature_info(config))
     engine.close()
 

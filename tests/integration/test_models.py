@@ -108,7 +108,7 @@ def test_model_without_chat_template_chats_as_plain_completion(tmp_path):
     tok = AutoTokenizer.from_pretrained(ensure_default_model())
     tok.chat_template = None
     notes = []
-    steerer = Engine(parse_config({"model": EMBEDDED_MODEL}), model, tok, VectorSet(EMBEDDED_MODEL, {}), log=notes.append)
+    steerer = Engine.for_model(parse_config({"model": EMBEDDED_MODEL}), model, tok, VectorSet(EMBEDDED_MODEL, {}), log=notes.append)
     assert steerer.notice and "no chat template" in notes[0]
     text = render_chat(tok, [{"role": "user", "content": "Hi"}])
     assert text == "User: Hi\nAssistant:"

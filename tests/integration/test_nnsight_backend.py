@@ -22,7 +22,7 @@ HOOKS, NNSIGHT = "hooks", "nnsight"
 @pytest.fixture(scope="module")
 def engines(smollm2):
     """One engine per backend on the same model: the same decoder loop, steered by hooks or by nnsight."""
-    made = {b: Engine(DemoConfig(model=EMBEDDED_MODEL, backend=b), *smollm2, VectorSet(EMBEDDED_MODEL, {})) for b in (HOOKS, NNSIGHT)}
+    made = {b: Engine.for_model(DemoConfig(model=EMBEDDED_MODEL, backend=b), *smollm2, VectorSet(EMBEDDED_MODEL, {})) for b in (HOOKS, NNSIGHT)}
     yield made
     for e in made.values():
         e.close()
@@ -77,9 +77,9 @@ def test_config_backend_selects_nnsight_through_the_session(smollm2, tmp_path):
     from tests.conftest import write_test_demo
 
     config = load_config(write_test_demo(tmp_path))
-    hooks = Engine(config, *smollm2, vectors_for_config(config, log=lambda m: None))
-    nn = Engine(replace(config, backend="nnsight"), *smollm2, hooks.vectors, batching=True, log=lambda m: None)
-    assert isinstance(nn.decoder.runner, NNsightRunner) and not nn.batcher.batching  # nnsight steers a batch with one plan
+    hooks = Engine.for_model(config, *smollm2, vectors_for_config(config, log=lambda m: None))
+    nn = Engine.for_model(replace(config, backend="nnsight"), *smollm2, hooks.vectors, batching=True, log=lambda m: None)
+    assert isinstance(nn.backend.decoder.runner, NNsightRunner) and not nn.batcher.batching  # nnsight steers a batch with one plan
     first = nn.stream("Hi")
     first.stop()
     kwargs = dict(strengths={"L15:3": 80.0}, settings=GREEDY)

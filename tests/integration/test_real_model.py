@@ -39,7 +39,7 @@ def steerer(smollm2, tmp_path_factory):
     }))
     config = load_config(tmp / "demo.yaml")
     model, tokenizer = smollm2
-    return Engine(config, model, tokenizer, vectors_for_config(config, log=lambda m: None))
+    return Engine.for_model(config, model, tokenizer, vectors_for_config(config, log=lambda m: None))
 
 
 def _ids(steerer, **kw):
@@ -153,12 +153,12 @@ def test_stop_mid_stream_ends_within_one_token_and_leaves_nothing_active(steerer
 
 def test_inspection_during_a_steered_chat_is_unsteered(steerer):
     prompts = ["The ocean is deep and blue."]
-    clean = inspector.residuals(steerer.model, steerer.tokenizer, prompts, LAYER)
+    clean = inspector.residuals(steerer.backend, prompts, LAYER)
     g = steerer.stream(ASK, strengths={"L15:3": 60.0}, settings=GenerationSettings(max_new_tokens=60, temperature=0.0))
     it = iter(g)
     next(it)
     assert g.running
-    during = inspector.residuals(steerer.model, steerer.tokenizer, prompts, LAYER)
+    during = inspector.residuals(steerer.backend, prompts, LAYER)
     it.close()
     torch.testing.assert_close(during, clean)
 
@@ -182,10 +182,10 @@ def test_multi_turn_history_is_used(steerer):
 
 def test_batched_residuals_equal_solo_and_encode_matches_the_sae(steerer):
     prompts = ["Hi", "Tell me about the history of the Roman empire in detail.", "2+2?"]
-    batched = inspector.residuals(steerer.model, steerer.tokenizer, prompts, LAYER, batch_size=3)
-    solo = torch.cat([inspector.residuals(steerer.model, steerer.tokenizer, [p], LAYER) for p in prompts])
+    batched = inspector.residuals(steerer.backend, prompts, LAYER)
+    solo = torch.cat([inspector.residuals(steerer.backend, [p], LAYER) for p in prompts])
     torch.testing.assert_close(batched, solo, rtol=0, atol=1e-4)
-    full = inspector.residuals(steerer.model, steerer.tokenizer, prompts[1:2], LAYER, last_token_only=False)[0]
+    full = inspector.residuals(steerer.backend, prompts[1:2], LAYER, last_token_only=False)[0]
     torch.testing.assert_close(full[-1], solo[1])
     sae = steerer.sae(LAYER)
     codes = steerer.encode_prompts(prompts)

@@ -33,7 +33,7 @@ ASK = "Tell me about your favourite city."
 @pytest.fixture(scope="module")
 def service(smollm2, tmp_path_factory):
     config = load_config(write_test_demo(tmp_path_factory.mktemp("rel")))
-    steerer = Engine(config, *smollm2, vectors_for_config(config, log=lambda m: None))
+    steerer = Engine.for_model(config, *smollm2, vectors_for_config(config, log=lambda m: None))
     return DemoService(steerer, Limits(max_new_tokens=64))
 
 
@@ -121,7 +121,7 @@ def test_sae_narrower_than_the_model_is_refused_at_start_with_the_fix(smollm2, t
     demo = write_test_demo(tmp_path)
     write_sae(tmp_path / "sae" / "layer_15", random_sae(512, 256, "jumprelu", seed=1, layer=15))  # d_in 512, model is 576 wide
     config = load_config(demo)
-    steerer = Engine(config, *smollm2, vectors_for_config(config, log=lambda m: None))
+    steerer = Engine.for_model(config, *smollm2, vectors_for_config(config, log=lambda m: None))
     with pytest.raises(ValueError, match=r"width 512, but the model's residual width is 576.*Point `sae:` at an SAE for"):
         DemoService(steerer)
     with pytest.raises(ValueError, match=r"width d_in=512, but the model's residual width .* is d_model=576"):

@@ -30,7 +30,7 @@ def servers():
     procs = [subprocess.Popen([sys.executable, "-m", "steering.serve", str(ROOT / "demo.yaml"), "--port", str(p)],
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for p in ports]
     urls = [f"http://127.0.0.1:{p}" for p in ports]
-    deadline = time.time() + 300
+    deadline = time.time() + 900  # a generous bound on the servers' own readiness (/health)
     for url, proc in zip(urls, procs):
         while True:
             assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
@@ -66,10 +66,10 @@ def greedy(engine, tokens=24):
 
 @pytest.mark.parametrize("strengths,mode", [({"L15:8672": 40}, "clamp"), ({"L15:8241": 30, "L15:15305": 20}, "add"),
                                             ({"L15:8672": 20}, "pin"), ({}, "add")])
-def test_answers_equal_the_local_engine(engines, strengths, mode):
+def test_answers_equal_the_local_engine(engines, servers, strengths, mode):
     local, remote = engines
-    for engine in engines:
-        assert engine.model is not None
+    assert (local.backend.name, remote.backend.name) == ("hooks", "remote")
+    assert remote.model is None and remote.backend.servers == servers  # no weights in this process
     plans = [steer(e, strengths, mode) for e in engines]
     got = [e.chat(PROMPT, settings=greedy(e), plan=p) for e, p in zip(engines, plans)]
     assert got[0] == got[1] and got[0]
@@ -77,13 +77,13 @@ def test_answers_equal_the_local_engine(engines, strengths, mode):
 
 def test_each_chat_stays_on_one_server_and_chats_spread(engines, servers):
     _, remote = engines
-    before = len(remote.decoder.routes)
+    before = len(remote.backend.decoder.routes)
     openings = [f"Question {i}: what is a good name for a {pet}?" for i, pet in enumerate(["cat", "dog", "fish", "horse", "bird", "goat"])]
     for text in openings:
         first = remote.chat(text, settings=greedy(remote, 6))
         remote.chat([{"role": "user", "content": text}, {"role": "assistant", "content": first},
                      {"role": "user", "content": "And another one?"}], settings=greedy(remote, 6))
-    routes = list(remote.decoder.routes)[before:]
+    routes = list(remote.backend.decoder.routes)[before:]
     assert all(routes[i] == routes[i + 1] for i in range(0, len(routes), 2)), routes
     assert set(routes) == set(servers), "six chats should use both servers"
     served = [httpx.get(u + "/v1/steering/info").json()["served"]["generate"] for u in servers]
@@ -100,8 +100,8 @@ def test_the_inspector_reads_the_servers(engines):
     from steering.inspection.concept_rank import concept_output_scores
 
     directions = local.sae(15).W_dec[[8672, 8241, 100]]
-    ref = concept_output_scores(local.model, local.tokenizer, 15, directions, "music", 60.0)
-    got = concept_output_scores(remote.model, remote.tokenizer, 15, directions, "music", 60.0)
+    ref = concept_output_scores(local.backend, 15, directions, "music", 60.0)
+    got = concept_output_scores(remote.backend, 15, directions, "music", 60.0)
     assert torch.allclose(got.score, ref.score, atol=1e-6) and torch.allclose(got.base, ref.base, atol=1e-6)
 
 
@@ -131,7 +131,7 @@ def test_the_app_runs_on_the_servers(servers, engines, tmp_path):
     demo = tmp_path / "demo-remote.yaml"
     demo.write_text(yaml.safe_dump(data))
     before = [httpx.get(u + "/v1/steering/info").json()["served"]["generate"] for u in servers]
-    proc, url, log = start_app(demo, timeout_s=240)
+    proc, url, log = start_app(demo)
     try:
         client = Client(url, verbose=False)
         key = str(local.features[0].key)
@@ -148,7 +148,7 @@ def test_the_app_runs_on_the_servers(servers, engines, tmp_path):
 
 
 def local_inspect(engine, message):
-    from steering.inspection.labels import load_feature_info
+    from steering.inspection.feature_info import load_feature_info
     from steering.service.demo import DemoService
     from steering.service.limits import Limits
 

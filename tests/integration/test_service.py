@@ -17,7 +17,7 @@ from tests.conftest import write_test_demo
 @pytest.fixture(scope="module")
 def service(smollm2, tmp_path_factory):
     config = load_config(write_test_demo(tmp_path_factory.mktemp("svc")))
-    steerer = Engine(config, *smollm2, vectors_for_config(config, log=lambda m: None))
+    steerer = Engine.for_model(config, *smollm2, vectors_for_config(config, log=lambda m: None))
     return DemoService(steerer, Limits(max_new_tokens=64))
 
 
@@ -103,7 +103,7 @@ def test_inspector_calls_match_the_library(service):
 def test_inspector_without_an_sae_says_how_to_enable_it(smollm2, tmp_path):
     (tmp_path / "demo.yaml").write_text("model: embedded:smollm2-135m-instruct\n")
     config = load_config(tmp_path / "demo.yaml")
-    svc = DemoService(Engine(config, *smollm2, vectors_for_config(config)))
+    svc = DemoService(Engine.for_model(config, *smollm2, vectors_for_config(config)))
     with pytest.raises(UserError, match="no SAE configured.*add an `sae:` section"):
         svc.inspect("hello")
 
@@ -113,7 +113,7 @@ def test_features_listed_off_start_off_with_their_recommended_strength(smollm2, 
         {"layer": 15, "index": 3, "strength": 40.0, "label": "on"},
         {"layer": 15, "index": 4, "strength": 60.0, "label": "waiting", "mode": "clamp", "enabled": False},
     ]))
-    svc = DemoService(Engine(config, *smollm2, vectors_for_config(config, log=lambda m: None)))
+    svc = DemoService(Engine.for_model(config, *smollm2, vectors_for_config(config, log=lambda m: None)))
     assert svc.steerer.default_strengths() == {FeatureKey(15, 3): 40.0, FeatureKey(15, 4): None}
     sliders = slider_specs(svc, svc.defaults())
     assert [(s.value, s.enabled) for s in sliders] == [(40.0, True), (60.0, False)]

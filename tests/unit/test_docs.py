@@ -28,6 +28,6 @@ def test_every_module_command_named_in_the_docs_exists():
         current = "\n".join(line for line in doc.read_text(encoding="utf-8").splitlines() if "→" not in line)  # not old names
         named |= set(re.findall(r"python -m (steering(?:\.\w+)+)", current))
     renamed = set(re.findall(r"`(?:python -m )?steering\.\w+` → `(?:python -m )?(steering(?:\.\w+)+)`", README))
-    assert renamed and renamed <= named | renamed
+    assert renamed and renamed <= named, f"renamed commands no doc shows under their new name: {sorted(renamed - named)}"
     missing = [m for m in sorted(named | renamed) if not (ROOT / (m.replace(".", "/") + ".py")).is_file()]
     assert not missing, f"commands named in the docs that do not exist: {missing}"

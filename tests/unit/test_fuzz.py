@@ -23,7 +23,7 @@ from steering.service.limits import Limits, UserError, check_message, clean_text
 from steering.service.setup import SteeringSetup, from_query, to_query
 from steering.steer import math as steer_math
 
-BUDGET = settings(max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
+BUDGET = settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 DEFAULTS = SteeringSetup(strengths={"L15:3": 0.0, "L15:4": 10.0}, generation=GenerationSettings())
 
 # ---- config parsing ----------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def configs():
 def hf_engine(configs):
     from steering.engine import Engine
 
-    with Engine(configs[0], *_load(configs[0]), _vectors(configs[0])) as engine:
+    with Engine.for_model(configs[0], *_load(configs[0]), _vectors(configs[0])) as engine:
         yield engine
 
 
@@ -69,7 +69,7 @@ def app_module(configs, tmp_path_factory):
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     sys.path.insert(0, str(ROOT))
     app = importlib.import_module("app")
-    assert app.ENGINE.backend == "vllm"
+    assert app.ENGINE.backend.name == "vllm"
     yield app
     app.ENGINE.close()
 

@@ -35,7 +35,7 @@ def test_chat_streams_a_steered_answer_equal_to_the_engine_s(client, vllm_engine
 
 
 def test_cancel_stops_the_engine_request(client, vllm_engine):
-    llm = vllm_engine.decoder.engine.llm
+    llm = vllm_engine.backend.engine.llm
     job = client.submit(PROMPT, None, None, "own", None, 400, 0.0, api_name="/chat")
     deadline = time.time() + 60
     while not job.outputs() and time.time() < deadline:

@@ -95,7 +95,7 @@ def test_non_finite_strength_is_refused(server):
 
 
 def test_a_client_that_goes_away_aborts_the_engine_request(server, vllm_engine, configs):
-    llm = vllm_engine.decoder.engine.llm
+    llm = vllm_engine.backend.engine.llm
     body = {"messages": [{"role": "user", "content": PROMPT}], "stream": True, "max_tokens": 400, "temperature": 0,
             "steering": STEERING}
     with httpx.stream("POST", server + "/v1/chat/completions", json=body, timeout=60) as r:

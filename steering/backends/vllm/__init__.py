@@ -1,2 +1,3 @@
-"""`backend: vllm`: vLLM's engine in this process (`engine`), our worker extension in its workers (`worker`), and
-the stand-in model the `Engine` reads (`backend`). vLLM itself is imported only when one is started."""
+"""`backend: vllm`: the backend (`backend`), vLLM's engine on a thread of this process with its decoder
+(`engine`), the inspector's reads from the engine's own forward (`capture`), and our worker extension in its
+workers (`worker`). vLLM itself is imported only when one is started."""

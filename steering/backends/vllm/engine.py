@@ -123,11 +123,6 @@ class VLLMEngine:
     def submit(self, coro) -> Future:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    def rpc(self, method: str, *args):
-        """Call our worker extension's `method` on every worker; returns rank 0's answer."""
-        out = self.submit(self.llm.collective_rpc(method, args=args)).result()
-        return out[0] if isinstance(out, (list, tuple)) else out
-
     def close(self) -> None:
         if getattr(self, "llm", None) is not None:
             self.llm.shutdown()
@@ -170,19 +165,20 @@ class VLLMDecoder:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        s = r.settings
+        s = r.spec.settings
         greedy = s.temperature <= 0
         return SamplingParams(
             temperature=0.0 if greedy else s.temperature, top_p=1.0 if greedy else s.top_p,
             repetition_penalty=s.repetition_penalty, seed=None if greedy else s.seed, max_tokens=s.max_new_tokens,
             stop_token_ids=self.eos_ids, stop=[self.stop_text] if self.stop_text else None,
             output_kind=RequestOutputKind.DELTA, detokenize=False, skip_special_tokens=True,
-            logprobs=0 if r.record_logits else None)
+            logprobs=0 if r.spec.record_logits else None)
 
     async def _one(self, r: Request) -> None:
         llm = self.engine.llm
-        ids = [int(t) for t in r.input_ids[0].tolist()]
-        payload = to_payload(r.plan, self.sae_source) if r.plan is not None and not r.plan.is_empty else None
+        ids = [int(t) for t in r.spec.input_ids[0].tolist()]
+        plan = r.spec.plan
+        payload = to_payload(plan, self.sae_source) if plan is not None and not plan.is_empty else None
         rid = f"steer-{uuid.uuid4().hex}"
         prompt: dict = {"prompt_token_ids": ids}
         if payload is not None:
@@ -211,14 +207,3 @@ class VLLMDecoder:
         while not r.stop_event.is_set():
             await asyncio.sleep(STOP_POLL_S)
         await self.engine.llm.abort(rid)
-
-
-def vllm_decoder(engine, batching: bool) -> VLLMDecoder:
-    """The decoder of an `Engine` whose model is a `VLLMModel`."""
-    from steering.model.chat_template import PLAIN_TURN_STOP
-
-    if batching:
-        engine.log("batching is vLLM's own on backend: vllm (the engine's batch window is not used)")
-    stop_text = None if getattr(engine.tokenizer, "chat_template", None) else PLAIN_TURN_STOP
-    return VLLMDecoder(engine.model.engine, engine.tokenizer, engine.eos_ids(), engine.special_ids,
-                       engine.model.sae_source, stop_text=stop_text)

@@ -8,11 +8,11 @@ import pytest
 
 from steering.config import GenerationSettings
 from steering.generate.batching import Batcher
-from steering.generate.decode import Request
+from steering.generate.decode import Request, RequestSpec
 
 
 def _request(tag=0):
-    return Request(input_ids=None, plan=None, settings=GenerationSettings(), events=queue.SimpleQueue(), tag=tag)
+    return Request(RequestSpec(input_ids=None, plan=None, settings=GenerationSettings(), tag=tag), queue.SimpleQueue())
 
 
 class Recorder:
@@ -26,7 +26,7 @@ class Recorder:
     def __call__(self, rows):
         time.sleep(self.hold_s)
         with self.lock:
-            self.batches.append([r.tag for r in rows])
+            self.batches.append([r.spec.tag for r in rows])
             self.threads.append(threading.current_thread())
 
     def wait_for(self, n, timeout=10):

@@ -6,11 +6,12 @@ import threading
 import torch
 
 from steering.config import GenerationSettings
+from steering.backends.hooks import HooksRunner
 from steering.generate.decode import (
     END,
     Decoder,
-    HooksRunner,
     Request,
+    RequestSpec,
     RowSampler,
     RowStops,
 )
@@ -22,8 +23,8 @@ from tests.helpers import tiny_tokenizer
 TOK = tiny_tokenizer()
 
 
-def _request(ids, settings, plan=None, events=None, tag=0):
-    r = Request(torch.tensor([ids]), plan, settings, events or queue.SimpleQueue(), tag)
+def _request(ids, settings, plan=None, events=None, tag=0, record_logits=False):
+    r = Request(RequestSpec(torch.tensor([ids]), plan, settings, tag, record_logits), events or queue.SimpleQueue())
     r.start(TOK)
     return r
 
@@ -126,8 +127,7 @@ def test_stop_during_a_step_drops_that_steps_token_and_runs_no_step_after(tiny_l
     assert len(alone.tokens) > 4  # without Stop the answer goes on
 
     events = queue.SimpleQueue()
-    row = _request([1, 5, 6], settings, events=events)
-    row.record_logits = True
+    row = _request([1, 5, 6], settings, events=events, record_logits=True)
     forwards = []
 
     def forward(module, args):

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from steering.config import GenerationSettings
-from steering.generate.decode import Request
+from steering.generate.decode import Request, RequestSpec
 from steering.generate.stoppable import StopScope, cancellable, stoppable
 from steering.generate.stream import Stream
 
@@ -52,7 +52,7 @@ class FakeDecoder:
 def _answer(decoder: FakeDecoder, closed_on: list) -> Iterator[str]:
     """What `DemoService.chat` does: a stream, closed in `finally`."""
     events = queue.SimpleQueue()
-    stream = Stream([Request(None, None, GenerationSettings(), events)], events, decoder).start()
+    stream = Stream([Request(RequestSpec(None, None, GenerationSettings()), events)], events, decoder).start()
     try:
         for n, piece in enumerate(stream, 1):
             yield piece
@@ -110,7 +110,7 @@ def test_a_stream_started_after_stop_is_stopped_before_it_is_submitted():
     scope, seen = StopScope(), []
     scope.stop()
     events = queue.SimpleQueue()
-    r = Request(None, None, GenerationSettings(), events)
+    r = Request(RequestSpec(None, None, GenerationSettings()), events)
     scope.run(lambda: Stream([r], events, lambda rows: seen.append(rows[0].stop_event.is_set())).start())
     assert seen == [True]  # the decoder skips a request stopped before its batch starts
 

@@ -6,13 +6,13 @@ import threading
 import pytest
 
 from steering.config import GenerationSettings
-from steering.generate.decode import Request
+from steering.generate.decode import Request, RequestSpec
 from steering.generate.stream import Stream
 
 
 def _pair():
     events = queue.SimpleQueue()
-    return events, [Request(None, None, GenerationSettings(), events, tag=i) for i in (0, 1)]
+    return events, [Request(RequestSpec(None, None, GenerationSettings(), tag=i), events) for i in (0, 1)]
 
 
 def _worker(pieces, stop_after=None, error=None):
@@ -47,7 +47,7 @@ def test_tagged_pieces_arrive_in_order_and_the_thread_is_gone_after():
 
 def test_one_request_yields_plain_text():
     events = queue.SimpleQueue()
-    r = Request(None, None, GenerationSettings(), events)
+    r = Request(RequestSpec(None, None, GenerationSettings()), events)
     assert "".join(Stream([r], events, _worker([(0, "a"), (0, "b")]))) == "ab"
 
 

@@ -10,7 +10,8 @@ from safetensors.torch import save_file
 
 from steering.config import load_config
 from steering.inspection.cards import STATS_FILENAME, FeatureCards, load_feature_cards, load_stats
-from steering.inspection.labels import FILENAME, load_feature_info
+from steering.inspection.feature_info import load_feature_info
+from steering.inspection.labels import FILENAME
 from tests.conftest import write_test_demo
 
 DATA = {

@@ -14,7 +14,9 @@ from steering.inspection.concept_rank import (
     rerank,
 )
 from steering.inspection.labels import FeatureContexts
-from steering.inspection.output_score import neutral_prompt_ids, output_scores
+from steering.backends.hooks import HooksBackend
+from steering.backends.reads import output_scores
+from steering.inspection.output_score import neutral_prompt_ids
 from tests.helpers import tiny_tokenizer
 
 
@@ -68,7 +70,8 @@ def test_rank_concept_uses_the_output_score_gain_on_the_concepts_tokens():
     model = LlamaForCausalLM(config).eval()
     tok = tiny_tokenizer()
     dirs = torch.randn(8, 32)
-    got = rank_concept(model, tok, 0, dirs, [1, 4, 6], "the sea", strength=5.0)
+    with HooksBackend(model, tok) as backend:
+        got = rank_concept(backend, 0, dirs, [1, 4, 6], "the sea", strength=5.0)
     expected = output_scores(model, 0, dirs[[1, 4, 6]], neutral_prompt_ids(tok), 5.0,
                              tokens=concept_token_ids(tok, ["sea"])).gain
     assert sorted(r.index for r in got) == [1, 4, 6]

@@ -7,13 +7,12 @@ import json
 import pytest
 
 from steering.config import load_config, parse_config
+from steering.inspection.feature_info import FolderFeatureInfo, load_feature_info
 from steering.inspection.labels import (
     FILENAME,
     Context,
-    FolderFeatureInfo,
     has_feature_contexts,
     load_feature_contexts,
-    load_feature_info,
 )
 from tests.conftest import write_test_demo
 from tests.helpers import ROOT

@@ -1,16 +1,15 @@
-"""steering.inspection.output_score on a tiny random Llama: the logit lens against `W_U (g * u)` by hand, the
-paper's `(1 - r / V) * p` by hand, and the batched, KV-cached scores against full forwards steered one at a time."""
+"""steering.backends.reads on a tiny random Llama: residuals in padded batches against each prompt alone, the
+logit lens against `W_U (g * u)` by hand, the paper's `(1 - r / V) * p` by hand, the batched, KV-cached scores
+against full forwards steered one at a time, and the same scores asked through the hooks backend."""
 
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from steering.inspection.output_score import (
-    logit_lens,
-    neutral_prompt_ids,
-    output_scores,
-    paper_score,
-)
+from steering.backends.hooks import HooksBackend
+from steering.backends.reads import logit_lens, output_scores, paper_score, residuals
+from steering.inspection import output_score
+from steering.inspection.output_score import neutral_prompt_ids
 from tests.helpers import tiny_tokenizer
 
 LAYER = 1
@@ -97,3 +96,28 @@ def test_shared_tokens_score_every_direction_on_the_same_tokens(model):
     with pytest.raises(ValueError, match="at least one prompt"):
         output_scores(model, LAYER, dirs, [], 2.0)
 
+
+
+def test_residuals_in_padded_batches_equal_each_prompt_alone(model):
+    prompts = [[5, 6, 7, 8, 9], [11], [12, 13, 14]]  # different lengths: right-padded batches of two
+    got = residuals(model, prompts, LAYER, pad=0, batch_size=2)
+    for h, ids in zip(got, prompts):
+        with torch.no_grad():
+            alone = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[LAYER + 1][0]
+        assert h.shape == (len(ids), 32) and h.dtype == torch.float32
+        torch.testing.assert_close(h, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_the_hooks_backend_answers_the_inspections_output_scores_with_these(model):
+    tok = tiny_tokenizer()
+    prompts, dirs, tokens = [torch.tensor([5, 6, 7]), torch.tensor([8, 9])], torch.randn(3, 32) * 2, torch.tensor([10, 11])
+    expected = output_scores(model, LAYER, dirs, prompts, 3.0, tokens=tokens)
+    with HooksBackend(model, tok) as backend:
+        got = output_score.output_scores(backend, LAYER, dirs, prompts, 3.0, tokens)
+        with pytest.raises(ValueError, match=r"one token list \(k,\) for every direction, got shape \(3, 2\)"):
+            output_score.output_scores(backend, LAYER, dirs, prompts, 3.0, tokens.expand(3, 2))
+        with pytest.raises(ValueError, match="at least one prompt"):
+            output_score.output_scores(backend, LAYER, dirs, [], 3.0, tokens)
+    torch.testing.assert_close(got.score, expected.score)
+    torch.testing.assert_close(got.base, expected.base)
+    assert torch.equal(got.tokens, tokens) and got.raised is None
