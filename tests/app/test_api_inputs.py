@@ -52,7 +52,7 @@ CASES = [  # (endpoint, arguments, the argument named, what the message says)
     ("/chat", (ASK, None, None, "own", [3]), "add_features[0]", ": 3 is not a feature key: write L, the layer, a colon and the feature index, e.g. L15:123."),
     ("/chat", (ASK, None, None, "own", 3), "add_features", "must be a list of feature keys"),
     ("/chat", (ASK, None, None, "own", ["garbage"]), "add_features[0]", ": 'garbage' is not a feature key"),
-    ("/chat", (ASK, None, None, "bogus"), "mode", "must be one of add, clamp, pin, own, got 'bogus'."),
+    ("/chat", (ASK, None, None, "bogus"), "mode", "must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap, own, got 'bogus'."),
     ("/chat", (None,), "message", "must be text, got None."),
     ("/chat", (ASK, "hello"), "history", "must be a list of messages"),
     ("/chat", (ASK, [1, 2]), "history[0]", "must be a message"),

@@ -148,9 +148,9 @@ def test_strength_outside_its_range():
 
 def test_bad_modes():
     msg = errors(cfg(mode="nudge"))
-    assert "mode: must be one of add, clamp, pin, got 'nudge'" in msg and "Fix: write mode: add" in msg
+    assert "mode: must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap, got 'nudge'" in msg and "Fix: write mode: add" in msg
     msg = errors(cfg(features=[{"layer": 1, "index": 2, "mode": "Clamp"}]))
-    assert "features[0].mode: must be one of add, clamp, pin" in msg and "Fix:" in msg
+    assert "features[0].mode: must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap" in msg and "Fix:" in msg
 
 
 @pytest.mark.parametrize("entry", [[1], [1, 2, 3, 4], []])
@@ -396,7 +396,7 @@ def test_one_bad_feature_value_is_one_problem():
         (cfg(generation={"top_p": 0}), "generation.top_p: must satisfy 0 < top_p <= 1, got 0."),
         (cfg(top_p=0), "generation.top_p: must satisfy 0 < top_p <= 1, got 0."),
         (cfg(sae={"source": "x", "format": "gguf"}), "sae.format: must be one of"),
-        (cfg(mode="nudge"), "mode: must be one of add, clamp, pin, got 'nudge'"),
+        (cfg(mode="nudge"), "mode: must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap, got 'nudge'"),
         (cfg(device="gpu"), "device: must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
         ({"model": ""}, "model: expected a non-empty string, got ''"),
         (cfg(features=[[1, 2, 3.0], [1, 2, 4.0]]), "features[1]: duplicates features[0] (L1:2)"),
