@@ -163,10 +163,10 @@ class DemoService(Inspection):
                 raise UserError(f"Layer {key.layer} is outside this model: use 0 to {n_layers - 1}.")
             if d_sae is not None and not 0 <= key.index < d_sae:
                 raise UserError(f"Feature {key.index} is outside the SAE: use 0 to {d_sae - 1}.")
-        features = {f.key: f for f in self.features_for(setup)}
         for key, condition in setup.conditions.items():
             if condition is not None:
                 self._check_condition(key, condition)
+        features = {f.key: f for f in self.features_for(setup)}
         strengths: dict[FeatureKey, float | None] = {}
         for key, value in setup.strengths.items():
             if key not in features:
