@@ -45,19 +45,6 @@ def test_link_round_trip_carries_each_features_mode_and_condition():
     assert "m=L15:3=angular,L15:4=cap" in to_query(setup, DEFAULTS)
 
 
-@pytest.mark.parametrize("params, name, why", [
-    ({"m": "L15:3=spin"}, "m", "'spin' is not a mode; use one of add, clamp, pin, norm_add, angular, angular_adaptive, cap"),
-    ({"c": "L15:3=L15:9"}, "c", "is not a condition; write FEATURE>THRESHOLD, e.g. L15:9>2.5, or none"),
-    ({"c": "L15:3=L16:9>1"}, "c", "L16:9 is read after the steered layer 15"),
-    ({"c": "L15:3=L15:9>x"}, "c", "could not convert"),
-    ({"c": "L15:3=L15:999>1"}, "c", "feature 999 is outside the SAE"),
-])
-def test_bad_mode_and_condition_parameters_warn(params, name, why):
-    setup, warnings = from_query(params, DEFAULTS, n_layers=30, d_sae=256)
-    assert setup == DEFAULTS
-    assert len(warnings) == 1 and f"parameter {name}=" in warnings[0] and why in warnings[0]
-
-
 def test_link_names_only_what_differs():
     assert to_query(DEFAULTS, DEFAULTS) == ""
     q = to_query(SteeringSetup(strengths={"L15:3": 40.0, "L15:4": 10.0}, generation=GenerationSettings()), DEFAULTS)
@@ -79,6 +66,11 @@ def test_link_names_only_what_differs():
     ({"top_p": "2"}, "top_p", "top_p"),
     ({"seed": "1e9"}, "seed", "is not a whole number"),
     ({"compare": "yes"}, "compare", "use 1 or 0"),
+    ({"m": "L15:3=spin"}, "m", "'spin' is not a mode; use one of add, clamp, pin, norm_add, angular, angular_adaptive, cap"),
+    ({"c": "L15:3=L15:9"}, "c", "is not a condition; write FEATURE>THRESHOLD, e.g. L15:9>2.5, or none"),
+    ({"c": "L15:3=L16:9>1"}, "c", "L16:9 is read after the steered layer 15"),
+    ({"c": "L15:3=L15:9>x"}, "c", "could not convert"),
+    ({"c": "L15:3=L15:999>1"}, "c", "feature 999 is outside the SAE"),
 ])
 def test_bad_parameters_warn_and_keep_the_defaults(params, name, why):
     setup, warnings = from_query(params, DEFAULTS, n_layers=30, d_sae=256)
