@@ -173,8 +173,9 @@ class Engine:
         """`plan` for strengths already validated at the caller's boundary (the service's)."""
         on = [f for f in features if strengths.get(f.key) is not None]
         vectors = {f.key: self.vector(f.layer, f.index) for f in on}
-        readers = {f.key: self._activation_fn(vectors[f.key]) for f in on
-                   if (mode or self.config.feature_mode(f)) == "pin"}
+        read = {f.key for f in on if (mode or self.config.feature_mode(f)) == "pin"}
+        read |= {f.condition.feature for f in on if f.condition is not None}
+        readers = {key: self._activation_fn(self.vector(*key)) for key in read}
         cfg = self.config
         return build_plan(
             features, strengths, vectors, readers, default_mode=cfg.mode, mode=mode,

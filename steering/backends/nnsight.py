@@ -18,6 +18,7 @@ from typing import Sequence
 from steering.backends.hooks import HooksBackend
 from steering.generate.decode import Request, Runner
 from steering.model.layers import DECODER_LAYER_PATHS, decoder_layers
+from steering.steer.apply import apply_layer
 from steering.steer.plan import SteeringPlan
 
 
@@ -75,13 +76,14 @@ class NNsightRunner:
         with self._lock, warnings.catch_warnings(), self.lm.generate(input_ids, **kwargs) as tracer:
             warnings.filterwarnings("ignore", message=".*was never reached.*")  # generation ended before max_new_tokens
             for _ in tracer.iter[:steps]:  # one iteration per forward pass; fewer if generation ends early
-                for layer in plan.layers:
+                gate_values = {}  # conditions read in this forward pass
+                for layer in plan.hooked_layers:
                     envoy = self.envoys[layer]
                     output = envoy.output
                     hidden = output[0] if isinstance(output, tuple) else output  # (B, T, d)
-                    for edit in plan.edits[layer]:
-                        hidden = edit.apply(hidden)
-                    envoy.output = (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+                    new = apply_layer(plan, layer, hidden, gate_values)
+                    if new is not hidden:
+                        envoy.output = (new, *output[1:]) if isinstance(output, tuple) else new
 
 
 class NNsightBackend(HooksBackend):

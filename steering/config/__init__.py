@@ -13,7 +13,8 @@ Canonical form (every key except `model` is optional)::
     features:
       - [15, 21576, 8.0]              # [layer, feature_idx, strength]; [layer, feature_idx] = strength 0
       - {layer: 15, index: 123, strength: 8.0, label: "Eiffel Tower", mode: clamp, range: [0, 20]}
-    mode: add           # default mode for features without their own: add | clamp | pin
+      - {layer: 15, index: 77, strength: 30, mode: add, condition: {feature: "L15:123", above: 2.0}}
+    mode: add           # default mode for features without their own: one of MODES (config/modes.py)
     steer_special_tokens: true
     steer_generated_only: false
     generation: {max_new_tokens: 256, temperature: 0.7, top_p: 0.9, repetition_penalty: 1.1, seed: 0}
@@ -29,12 +30,13 @@ Every problem is reported as `key.path: what is wrong, got VALUE. Fix: what to w
 all problems and raises one `ConfigError` listing them one per line. Pure Python (no torch), so the app
 and tools can validate a config without loading a model.
 
-Modules: `schema` (the dataclasses, each validating itself once), `load` (YAML and the parser that
+Modules: `modes` (the steering operators and the conditional modifier), `schema` (the dataclasses, each validating itself once), `load` (YAML and the parser that
 gathers every problem), `legacy` (the original project's keys), `problems` (`ConfigError`, wording).
 """
 
 from steering.config.legacy import ALIASES, IGNORED_KEYS
 from steering.config.load import load_config, parse_config
+from steering.config.modes import MODE_INFO, Condition, Mode
 from steering.config.problems import ConfigError
 from steering.config.schema import (
     BACKENDS,
@@ -52,6 +54,9 @@ from steering.config.schema import (
 
 __all__ = [
     "MODES",
+    "MODE_INFO",
+    "Mode",
+    "Condition",
     "SAE_FORMATS",
     "DTYPES",
     "BACKENDS",

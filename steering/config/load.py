@@ -46,7 +46,7 @@ _TOP_KEYS = (
 _SCALAR_KEYS = ("model", "device", "dtype", "mode", "steer_special_tokens", "steer_generated_only", "system_prompt", "inspector_layer",
                 "backend", "servers")
 _SAE_KEYS = ("source", "format", "path", "revision", "k")
-_FEATURE_KEYS = ("layer", "index", "strength", "label", "mode", "range", "enabled")
+_FEATURE_KEYS = ("layer", "index", "strength", "label", "mode", "range", "enabled", "condition")
 _VLLM_KEYS = ("tensor_parallel_size", "max_model_len", "max_num_seqs", "kv_cache_gib", "enable_prefix_caching")
 _GEN_KEYS = ("max_new_tokens", "temperature", "top_p", "repetition_penalty", "seed")
 _FEATURE_EXAMPLE = "write [15, 21576, 8.0] or {layer: 15, index: 21576, strength: 8.0}"

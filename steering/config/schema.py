@@ -31,15 +31,14 @@ from steering.config.problems import (
     check_str,
     int_fix,
     is_int,
+    is_number,
     problem,
     raise_if,
 )
 from steering.backends.registry import BACKENDS
+from steering.config.modes import MODES, Condition, condition_problems, strength_problem, to_condition
 from steering.keys import FeatureKey
 from steering.sae.names import SAE_FORMATS
-
-MODES = ("add", "clamp", "pin")
-"""Steering modes (docs/steering-math.md): add `h + s u`, clamp the component along u to s, pin the SAE's reading to s."""
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 """Values of `dtype`."""
@@ -63,7 +62,8 @@ class FeatureSpec:
     index: int
     """Feature index in that layer's SAE, 0-based."""
     strength: float = 0.0
-    """Steering strength s: added amount (add), target component (clamp) or target activation (pin)."""
+    """Steering strength s, in the mode's unit (`MODE_INFO[mode].unit`): an amount or component in residual units,
+    an SAE activation (pin) or an angle in degrees (angular)."""
     label: str | None = None
     """Human-readable name shown in the app; None shows `feature {index} @ layer {layer}`."""
     mode: str | None = None
@@ -72,12 +72,16 @@ class FeatureSpec:
     """Slider range (min, max) for the strength; the strength must lie inside it."""
     enabled: bool = True
     """False: listed with its recommended strength, but switched off until someone turns it on."""
+    condition: Condition | None = None
+    """Steer only where another feature fires above a threshold (`{feature: "L15:123", above: 2.0}`); None: everywhere."""
 
     def __post_init__(self) -> None:
         raise_if(self._problems())
         object.__setattr__(self, "strength", float(self.strength))
         if self.range is not None:
             object.__setattr__(self, "range", (float(self.range[0]), float(self.range[1])))
+        if self.condition is not None:
+            object.__setattr__(self, "condition", to_condition(self.condition))
 
     def _problems(self) -> list[str]:
         """Named `feature.<field>`; the parser renames them to `features[i].<field>`."""
@@ -91,7 +95,11 @@ class FeatureSpec:
             problems.append(problem("feature.mode", f"must be one of {', '.join(MODES)}", self.mode, f"write mode: {MODES[0]}, or leave it out to use the top-level mode"))
         if self.range is not None:
             problems += _range_problems(self.range, self.strength if strength_ok else None)
+        if strength_ok and self.mode in MODES:
+            problems += mode_strength_problems("feature", self.mode, self.strength, self.range)
         check_bool(problems, "feature.enabled", self.enabled, "write enabled: false to start with the feature switched off")
+        if self.condition is not None:
+            problems += condition_problems(self.condition, "feature.condition", self.layer if is_int(self.layer) else None)
         return problems
 
     @property
@@ -115,7 +123,21 @@ class FeatureSpec:
             d["range"] = [self.range[0], self.range[1]]
         if not self.enabled:
             d["enabled"] = False
+        if self.condition is not None:
+            d["condition"] = self.condition.to_dict()
         return d
+
+
+def mode_strength_problems(path: str, mode: str, strength: float, rng: tuple[float, float] | None) -> list[str]:
+    """A strength (and slider range) outside what `mode` accepts: angles lie in 0..180 degrees."""
+    problems = []
+    what = strength_problem(mode, strength)
+    if what is not None:
+        problems.append(problem(f"{path}.strength", what, strength, "use an angle such as 80 (90 removes the feature)"))
+    if isinstance(rng, (list, tuple)) and len(rng) == 2 and all(map(is_number, rng)) and (strength_problem(mode, rng[0]) or strength_problem(mode, rng[1])):
+        problems.append(problem(f"{path}.range", f"must lie within the angles mode {mode} accepts (0 to 180)", rng,
+                                "write range: [0, 180] or narrower"))
+    return problems
 
 
 def _range_problems(rng: Any, strength: Any) -> list[str]:
@@ -343,11 +365,19 @@ class DemoConfig:
                 problems.append(f"features[{i}]: duplicates features[{seen[f.key]}] ({f.key}). Fix: keep one entry per (layer, index) and merge their strengths")
             else:
                 seen[f.key] = i
+        for i, f in enumerate(self.features):
+            if f.mode is None and self.mode in MODES and is_number(f.strength):
+                problems += mode_strength_problems(f"features[{i}]", self.mode, f.strength, f.range)
         if self.sae is None:
             for i, f in enumerate(self.features):
                 if self.feature_mode(f) == "pin":
                     problems.append(
                         f"features[{i}].mode: pin reads the SAE's encoder, but there is no sae section. Fix: add sae: {{source: ...}}, or use mode add or clamp"
+                    )
+                if f.condition is not None:
+                    problems.append(
+                        f"features[{i}].condition: a condition reads a feature by the SAE's encoder, but there is no sae section. "
+                        "Fix: add sae: {source: ...}, or remove the condition"
                     )
         return problems
 

@@ -9,13 +9,14 @@ engine's feature list. Display-ready views (sliders, tables, the token view) are
 
 from __future__ import annotations
 
+import math
 import queue
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Protocol, Sequence
 
 import torch
 
-from steering.config import FeatureSpec
+from steering.config import MODE_INFO, Condition, FeatureSpec
 from steering.engine import Engine
 from steering.keys import FeatureKey
 from steering.sae import SAEFormatError
@@ -93,18 +94,37 @@ class DemoService(Inspection):
         return found or f"feature {index} @ layer {layer}"
 
     def features_for(self, setup: SteeringSetup) -> list[FeatureSpec]:
-        """The configured features, then the visitor's own."""
+        """The configured features, then the visitor's own, each with the visitor's mode and condition."""
         features = list(self.engine.features)
         known = {f.key for f in features}
         for key in setup.custom:
             if key not in known:
                 features.append(FeatureSpec(layer=key.layer, index=key.index, strength=0.0, label=self.label(*key)))
-        return features
+        return [self._as_visitor_set(f, setup) for f in features]
 
-    def slider_range(self, f: FeatureSpec) -> tuple[float, float]:
-        """The feature's own range, else plus or minus the layer's typical residual norm."""
-        if f.range is not None:
+    def _as_visitor_set(self, f: FeatureSpec, setup: SteeringSetup) -> FeatureSpec:
+        """`f` with the visitor's mode and condition. A recommended strength and range written in another unit
+        (residual units for an angle mode, or back) no longer mean anything: the range goes, the strength is
+        brought inside the new mode's limits."""
+        mode = setup.modes.get(f.key, f.mode)
+        condition = setup.conditions[f.key] if f.key in setup.conditions else f.condition
+        if mode == f.mode and condition == f.condition:
+            return f
+        before, after = (MODE_INFO[self.engine.config.feature_mode(f)], MODE_INFO[mode or self.engine.config.mode])
+        if before.unit == after.unit:
+            return replace(f, mode=mode, condition=condition)
+        lo, hi = after.limits or (-math.inf, math.inf)
+        return replace(f, mode=mode, condition=condition, range=None, strength=min(max(f.strength, lo), hi))
+
+    def slider_range(self, f: FeatureSpec, mode: str | None = None) -> tuple[float, float]:
+        """The feature's own range, else the limits of an angle mode, else plus or minus the layer's typical
+        residual norm. `mode`: the mode that applies (None: the feature's own); a range written for a mode of
+        another unit is not used."""
+        info = MODE_INFO[mode or self.engine.config.feature_mode(f)]
+        if f.range is not None and MODE_INFO[self.engine.config.feature_mode(f)].unit == info.unit:
             return f.range
+        if info.limits is not None:
+            return info.limits
         norm = float(round(self.norms([f])[f.layer]))
         return (-norm, norm)
 
@@ -143,6 +163,9 @@ class DemoService(Inspection):
                 raise UserError(f"Layer {key.layer} is outside this model: use 0 to {n_layers - 1}.")
             if d_sae is not None and not 0 <= key.index < d_sae:
                 raise UserError(f"Feature {key.index} is outside the SAE: use 0 to {d_sae - 1}.")
+        for key, condition in setup.conditions.items():
+            if condition is not None:
+                self._check_condition(key, condition)
         features = {f.key: f for f in self.features_for(setup)}
         strengths: dict[FeatureKey, float | None] = {}
         for key, value in setup.strengths.items():
@@ -151,11 +174,27 @@ class DemoService(Inspection):
             elif value is None:
                 strengths[key] = None
             else:
-                lo, hi = self.slider_range(features[key])
+                lo, hi = self.slider_range(features[key], setup.mode)
                 strengths[key], note = clamp_strength(value, lo, hi, features[key].display_name)
                 notices += note
         generation, note = cap_generation(setup.generation, self.limits)
         return replace(setup, strengths=strengths, generation=generation), notices + note
+
+    def _check_condition(self, key: FeatureKey, condition: Condition) -> None:
+        """A condition on feature `key` this demo can read: an SAE, its feature inside it, not after `key`'s layer."""
+        c = condition.feature
+        if self.engine.config.sae is None:
+            raise UserError(f"The condition on {key} reads {c} by the SAE's encoder, and this demo has no SAE: remove it.")
+        if c.layer > key.layer:
+            raise UserError(f"The condition on {key} reads {c} at layer {c.layer}, after the steered layer {key.layer}: "
+                            f"use a feature at layer {key.layer} or earlier.")
+        try:
+            width = self.engine.sae_width(c.layer)
+        except Exception as exc:  # no SAE for that layer: the server's paths stay in the log
+            log.warning("condition feature %s unavailable: %s", c, exc)
+            raise UserError(f"The condition on {key} reads {c}, but this demo has no SAE at layer {c.layer}.") from None
+        if not 0 <= c.index < width:
+            raise UserError(f"The condition on {key} reads {c}, outside the SAE of layer {c.layer}: use 0 to {width - 1}.")
 
     def setup_from_controls(self, setup: SteeringSetup, mode: str, compare: bool, gen: Sequence, values: Sequence,
                             enabled: Sequence) -> SteeringSetup:

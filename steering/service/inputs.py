@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from steering.config.modes import MODES, Condition, strength_problem
 from steering.keys import FeatureKey
 from steering.service.limits import UserError
 
@@ -76,6 +77,41 @@ def choice(value: Any, name: str, options: Sequence[str]) -> str:
     return value
 
 
+def mode(value: Any, name: str) -> str:
+    """A steering mode, one of `MODES`."""
+    return choice(value, name, MODES)
+
+
+def strength(value: Any, name: str, mode: str) -> float:
+    """A finite strength that `mode` accepts (an angle from 0 to 180 for the angular modes)."""
+    found = number(value, name)
+    if strength_problem(mode, found) is not None:
+        raise refuse(name, f"an angle from 0 to 180 degrees for mode {mode} (90 removes the feature)", value)
+    return found
+
+
+CONDITION_FORM = '{"feature": "L15:123", "above": 2.0}'
+
+
+def condition(value: Any, name: str, steered_layer: int) -> Condition | None:
+    """`{"feature": "L15:123", "above": 2.0}`: steer only where that feature fires above the threshold; it must
+    be read at the steered layer or before. None is no condition."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise refuse(name, f"an object {CONDITION_FORM} or null", value)
+    extra = sorted(set(value) - {"feature", "above"})
+    if extra:
+        raise UserError(f"{name}.{extra[0]}: not a condition field (it would be ignored). A condition has feature "
+                        f"and above, e.g. {CONDITION_FORM}.")
+    key = feature_key(value.get("feature"), f"{name}.feature")
+    above = number(value.get("above"), f"{name}.above")
+    if key.layer > steered_layer:
+        raise UserError(f"{name}.feature: {key} is read at layer {key.layer}, after the steered layer {steered_layer}, "
+                        f"so it is not known when the edit runs. Use a feature at layer {steered_layer} or earlier.")
+    return Condition(key, above)
+
+
 def feature_key(value: Any, name: str) -> FeatureKey:
     """Worded as `FeatureKey.parse` words it (share links, configs), with the argument's name first."""
     try:
@@ -106,6 +142,35 @@ def strengths(value: Any, name: str = "strengths") -> dict[FeatureKey, float | N
             raise refuse(f"{name}[{shown(k)}]", "a finite number, or null to switch the feature off", v)
         found[key] = v
     return found
+
+
+def feature_settings(value: Any, every: str | None, name: str = "strengths") -> tuple[dict, dict, dict]:
+    """`strengths` whose values may also be objects `{"strength", "mode", "condition"}`: (strengths, modes,
+    conditions) by feature key. `every` is the mode set for all features at once, which a feature's own mode
+    would contradict; strengths are checked against the mode that will apply where it is known here."""
+    found, modes, conditions = {}, {}, {}
+    plain = {}
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(v, Mapping):
+                plain[k] = v
+                continue
+            key, where = feature_key(k, name), f"{name}[{shown(k)}]"
+            extra = sorted(set(v) - {"strength", "mode", "condition"})
+            if extra:
+                raise UserError(f"{where}.{extra[0]}: not a feature setting (it would be ignored). Use strength, mode "
+                                "or condition.")
+            if v.get("mode") is not None:
+                if every is not None:
+                    raise UserError(f"{where}.mode: mode {every!r} is set for every feature, which would override "
+                                    f"this one. Send mode \"own\" to use each feature's own mode.")
+                modes[key] = mode(v["mode"], f"{where}.mode")
+            s = v.get("strength")
+            found[key] = None if s is None else strength(s, f"{where}.strength", every or modes.get(key, "add"))
+            if "condition" in v:
+                conditions[key] = condition(v["condition"], f"{where}.condition", key.layer)
+    found |= strengths(plain if isinstance(value, Mapping) else value, name)
+    return found, modes, conditions
 
 
 def known_keys(keys: Sequence[FeatureKey], known: Sequence[FeatureKey], name: str, how_to_add: str) -> None:

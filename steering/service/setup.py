@@ -2,7 +2,9 @@
 
 Link format (URL query parameters, each optional, each checked on its own):
     s=L15:123=40,L15:7=off   strengths by feature key ("off" switches a feature off)
-    mode=clamp               add | clamp | pin | own (each feature's own mode)
+    mode=clamp               one of MODES, or own (each feature's own mode)
+    m=L15:123=cap            a feature's own mode, by feature key
+    c=L15:123=L15:9>2.5      a feature steered only where another fires above a threshold ("none": everywhere)
     add=L15:99,L12:5         features the visitor added at run time
     tokens=200 temp=0.7 top_p=0.9 rep=1.1 seed=3|random
     compare=1                show the unsteered answer beside the steered one
@@ -18,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
-from steering.config import MODES, ConfigError, GenerationSettings
+from steering.config import MODES, Condition, ConfigError, GenerationSettings
 from steering.keys import FeatureKey
 from steering.service import inputs
 from steering.service.messages import generation_settings
@@ -32,13 +34,19 @@ class SteeringSetup:
 
     strengths: Mapping[FeatureKey, float | None] = field(default_factory=dict)
     mode: str | None = None
+    """One mode for every feature; None: each feature's own (`modes`, else its configured one)."""
     custom: tuple[FeatureKey, ...] = ()
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     compare: bool = False
+    modes: Mapping[FeatureKey, str] = field(default_factory=dict)
+    """The visitor's mode per feature, over the configured one."""
+    conditions: Mapping[FeatureKey, Condition | None] = field(default_factory=dict)
+    """The visitor's condition per feature, over the configured one (None: steer every position)."""
 
     def __post_init__(self) -> None:
         """Feature keys given as text (`"L15:3"`) or pairs become `FeatureKey`s, here and nowhere else."""
-        object.__setattr__(self, "strengths", {FeatureKey.parse(k): v for k, v in self.strengths.items()})
+        for name in ("strengths", "modes", "conditions"):
+            object.__setattr__(self, name, {FeatureKey.parse(k): v for k, v in getattr(self, name).items()})
         object.__setattr__(self, "custom", tuple(FeatureKey.parse(k) for k in self.custom))
 
 
@@ -53,16 +61,18 @@ def from_api(defaults: SteeringSetup, known: Callable[[tuple[FeatureKey, ...]], 
 
     `known(added)` lists the features a strength may name (the configured ones and `added`): a strength for
     any other is refused, since it would steer nothing while the caller believes it did.
+    A strength may be an object `{"strength": 40, "mode": "cap", "condition": {"feature": "L15:9", "above": 2}}`
+    that also sets that feature's own mode and condition.
     """
     custom = inputs.feature_keys(add_features, "add_features")
-    given = inputs.strengths(strengths)
-    inputs.known_keys(list(given), list(known(custom)), "strengths", "add a feature with add_features first")
     mode = inputs.choice("own" if mode is None else mode, "mode", (*MODES, "own"))
+    given, modes, conditions = inputs.feature_settings(strengths, None if mode == "own" else mode)
+    inputs.known_keys(list(given), list(known(custom)), "strengths", "add a feature with add_features first")
     g = defaults.generation
     own = (g.max_new_tokens, g.temperature, g.top_p, g.repetition_penalty, -1 if g.seed is None else g.seed)
     settings = generation_settings(*(mine if value is None else value for value, mine in zip(generation, own, strict=True)))
     return replace(defaults, strengths=dict(defaults.strengths) | given, mode=None if mode == "own" else mode, custom=custom,
-                   generation=settings)
+                   generation=settings, modes=dict(defaults.modes) | modes, conditions=dict(defaults.conditions) | conditions)
 
 
 def to_query(setup: SteeringSetup, defaults: SteeringSetup) -> str:
@@ -73,6 +83,12 @@ def to_query(setup: SteeringSetup, defaults: SteeringSetup) -> str:
         params["s"] = ",".join(f"{k}={'off' if v is None else _number(v)}" for k, v in changed.items())
     if setup.mode != defaults.mode:
         params["mode"] = setup.mode or "own"
+    modes = {k: m for k, m in setup.modes.items() if defaults.modes.get(k) != m}
+    if modes:
+        params["m"] = ",".join(f"{k}={m}" for k, m in modes.items())
+    conditions = {k: c for k, c in setup.conditions.items() if k not in defaults.conditions or defaults.conditions[k] != c}
+    if conditions:
+        params["c"] = ",".join(f"{k}={'none' if c is None else f'{c.feature}>{_number(c.above)}'}" for k, c in conditions.items())
     if setup.custom:
         params["add"] = ",".join(str(key) for key in setup.custom)
     g, d = setup.generation, defaults.generation
@@ -118,6 +134,17 @@ def from_query(params: Mapping[str, str], defaults: SteeringSetup, n_layers: int
             setup = replace(setup, mode=None if params["mode"] == "own" else params["mode"])
         else:
             warn("mode", params["mode"], f"use one of {', '.join(MODES)}, own")
+    for name, read, attr in (("m", _mode, "modes"), ("c", _condition, "conditions")):
+        if name in params:
+            try:
+                found = dict(getattr(setup, attr))
+                for item in params[name].split(","):
+                    key, _, value = item.partition("=")
+                    key = _feature_in_range(parse_key(key), n_layers, d_sae)
+                    found[key] = read(value.strip(), key, n_layers, d_sae)
+                setup = replace(setup, **{attr: found})
+            except ValueError as exc:
+                warn(name, params[name], str(exc))
     gen = setup.generation
     for name, attr, cast in (("tokens", "max_new_tokens", _int), ("temp", "temperature", _finite), ("top_p", "top_p", _finite), ("rep", "repetition_penalty", _finite), ("seed", "seed", _seed)):
         if name in params:
@@ -141,6 +168,25 @@ def _feature_in_range(feature: FeatureKey, n_layers: int, d_sae: int | None) -> 
     if d_sae is not None and index >= d_sae:
         raise ValueError(f"feature {index} is outside the SAE (0..{d_sae - 1})")
     return feature
+
+
+def _mode(text: str, key: FeatureKey, n_layers: int, d_sae: int | None) -> str:
+    if text not in MODES:
+        raise ValueError(f"{text!r} is not a mode; use one of {', '.join(MODES)}")
+    return text
+
+
+def _condition(text: str, key: FeatureKey, n_layers: int, d_sae: int | None) -> Condition | None:
+    """`L15:9>2.5` (steer `key` where L15:9 fires above 2.5) or `none`."""
+    if text == "none":
+        return None
+    feature, sep, above = text.partition(">")
+    if not sep:
+        raise ValueError(f"{text!r} is not a condition; write FEATURE>THRESHOLD, e.g. L15:9>2.5, or none")
+    found = Condition(_feature_in_range(parse_key(feature), n_layers, d_sae), _finite(above))
+    if found.feature.layer > key.layer:
+        raise ValueError(f"{found.feature} is read after the steered layer {key.layer}")
+    return found
 
 
 def _number(value: float) -> str:

@@ -41,7 +41,7 @@ def sliders(service: DemoService, setup: SteeringSetup) -> list[Slider]:
     features = service.features_for(setup)
     norms = service.norms(features)
     for f in features:
-        lo, hi = service.slider_range(f)
+        lo, hi = service.slider_range(f, setup.mode)
         value = setup.strengths.get(f.key, f.strength if f.enabled else None)
         out.append(Slider(
             f.key, f.display_name, f.layer, f.index, lo, hi, f.strength if value is None else value, value is not None,

@@ -1,8 +1,11 @@
 """An OpenAI chat-completions request, checked and turned into the engine's terms (messages, plan, settings).
 
 The request may carry a `steering` object (our extension, sent by the `openai` client through `extra_body`):
-    {"features": [{"key": "L15:8672", "strength": 40, "mode": "clamp"}, ...],
+    {"features": [{"key": "L15:8672", "strength": 40, "mode": "clamp"},
+                  {"key": "L15:8241", "strength": 30, "mode": "add", "condition": {"feature": "L15:100", "above": 2.0}}],
      "mode": "add", "steer_special_tokens": true, "generated_only": false}
+`mode` is one of `steering.config.MODES` (per feature, or for all at once); an angular mode's strength is an
+angle in degrees. A `condition` steers that feature only where another feature fires above a threshold.
 Absent: the config's default features. `null` or no features: unsteered. Every refusal is a `UserError`
 naming the field (`steering.features[0].strength`), the value and the fix; the server answers it with 400.
 """
@@ -13,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from steering.config import MODES, FeatureSpec, GenerationSettings
+from steering.config import FeatureSpec, GenerationSettings
 from steering.service import inputs
 from steering.service.limits import UserError
 from steering.steer.plan import SteeringPlan
@@ -94,7 +97,7 @@ def _plan(value: Any, engine) -> SteeringPlan:
     if extra:
         raise UserError(f"steering.{extra[0]}: not a steering field (it would be ignored). Use features, mode, "
                         "steer_special_tokens or generated_only.")
-    mode = None if value.get("mode") is None else inputs.choice(value["mode"], "steering.mode", MODES)
+    mode = None if value.get("mode") is None else inputs.mode(value["mode"], "steering.mode")
     special, generated = _optional_flag(value, "steer_special_tokens"), _optional_flag(value, "generated_only")
     items = value.get("features") or []
     if not isinstance(items, list):
@@ -107,17 +110,26 @@ def _plan(value: Any, engine) -> SteeringPlan:
         where = f"steering.features[{i}]"
         if not isinstance(item, Mapping):
             raise inputs.refuse(where, '{"key": "L15:123", "strength": 40}', item)
+        unread = sorted(set(item) - {"key", "strength", "mode", "condition"})
+        if unread:
+            raise UserError(f"{where}.{unread[0]}: not a feature field (it would be ignored). Use key, strength, mode "
+                            "or condition.")
         key = inputs.feature_key(item.get("key"), f"{where}.key")
         if key in strengths:
             raise UserError(f"{where}.key: {key} is listed twice. Keep one entry per feature.")
         _check_feature(engine, key, f"{where}.key")
-        strengths[key] = inputs.number(item.get("strength"), f"{where}.strength")
-        own = item.get("mode")
-        features.append(FeatureSpec(layer=key.layer, index=key.index, mode=None if own is None else
-                                    inputs.choice(own, f"{where}.mode", MODES)))
+        own = None if item.get("mode") is None else inputs.mode(item["mode"], f"{where}.mode")
+        strengths[key] = inputs.strength(item.get("strength"), f"{where}.strength", mode or own or engine.config.mode)
+        condition = inputs.condition(item.get("condition"), f"{where}.condition", key.layer)
+        features.append(FeatureSpec(layer=key.layer, index=key.index, mode=own, condition=condition))
         if (mode or own or engine.config.mode) == "pin" and engine.config.sae is None:
             raise UserError(f"{where}.mode: pin needs the SAE's encoder, and this server's config names no SAE. "
                             "Use add or clamp.")
+        if condition is not None:
+            if engine.config.sae is None:
+                raise UserError(f"{where}.condition: a condition reads a feature by the SAE's encoder, and this "
+                                "server's config names no SAE. Remove the condition.")
+            _check_feature(engine, condition.feature, f"{where}.condition.feature")
     if not features:
         return SteeringPlan()
     return engine.plan_resolved(strengths, mode, features, special, generated)

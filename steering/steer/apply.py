@@ -7,11 +7,12 @@ positions start at minus its left padding, so they mean what they would for the 
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
+from steering.keys import FeatureKey
 from steering.sae import TopKFeature
 from steering.steer import math as steer_math
 from steering.steer.plan import Edit, SteeringPlan
@@ -24,6 +25,7 @@ class RequestEdits:
         self.plan = plan
         self.offset = offset  # left padding of this row in a batch: its positions start at -offset
         self.seen: dict[int, int] = {}
+        self.gate_values: dict[FeatureKey, Tensor] = {}  # condition features' activations in the current forward
         self.prompt_len: int | None = None if prompt_ids is None else int(prompt_ids.shape[-1])
         self.special: Tensor | None = None
         if not plan.steer_special_tokens and prompt_ids is not None and special_ids:
@@ -49,23 +51,40 @@ class RequestEdits:
         return keep.to(device)
 
     def apply(self, layer: int, hidden: Tensor) -> Tensor:
-        edits = self.plan.edits.get(layer)
-        if not edits:
-            return hidden
-        mask = self.mask(layer, hidden.shape[-2], hidden.device)
-        if mask is not None and not bool(mask.any()):
-            return hidden
-        return steer_math.masked(hidden, apply_layer_edits(edits, hidden), mask)
+        if not self.plan.edits.get(layer):
+            return apply_layer(self.plan, layer, hidden, self.gate_values)  # a condition read here, if any
+        return apply_layer(self.plan, layer, hidden, self.gate_values, self.mask(layer, hidden.shape[-2], hidden.device))
 
 
-def apply_layer_edits(edits: Sequence[Edit], hidden: Tensor) -> Tensor:
-    """The edits of one layer, in order. Pins of TopK features of one SAE share one encoder product:
+def apply_layer(plan: SteeringPlan, layer: int, hidden: Tensor, gate_values: dict[FeatureKey, Tensor],
+                mask: Tensor | None = None) -> Tensor:
+    """One layer's part of `plan` on its output `hidden` (..., T, d): first the condition features read here
+    are stored in `gate_values` (from `hidden`, before any edit), then the layer's edits apply where `mask`
+    allows (None: every position), each gated edit only where its condition fires. `gate_values` lives for
+    one forward pass, so a condition read at an earlier layer is there when a later layer needs it."""
+    for key, read in plan.gates_read_at(layer).items():
+        gate_values[key] = read(hidden.float())
+    edits = plan.edits.get(layer)
+    if not edits or (mask is not None and not bool(mask.any())):
+        return hidden
+    return steer_math.masked(hidden, apply_layer_edits(edits, hidden, gate_values), mask)
+
+
+def apply_layer_edits(edits: Sequence[Edit], hidden: Tensor, gate_values: Mapping[FeatureKey, Tensor] | None = None) -> Tensor:
+    """The edits of one layer, in order; a gated edit keeps its result only where its condition feature's
+    value in `gate_values` passes the threshold. Pins of TopK features of one SAE share one encoder product:
     each later pin reads pre-activations moved by the earlier pins' edits (exact, since they are
     affine in the residual), instead of encoding again; fp32 residuals only, so rounding stays
     at float32 level."""
     out, pre, pre_sae = hidden, None, None
     for edit in edits:
         reader = edit.activation
+        if edit.gate is not None:
+            if gate_values is None or edit.gate.key not in gate_values:
+                raise ValueError(f"the condition on {edit.gate.key} was not read before this edit: apply the plan "
+                                 "layer by layer (apply_layer)")
+            out, pre = steer_math.conditional(out, edit.apply(out), gate_values[edit.gate.key], edit.gate.above), None
+            continue
         if edit.mode != "pin" or not isinstance(reader, TopKFeature) or hidden.dtype != torch.float32:
             out, pre = edit.apply(out), None
             continue
@@ -87,7 +106,7 @@ class RowsEdits:
     def apply(self, layer: int, hidden: Tensor) -> Tensor:
         out = hidden
         for b, row in enumerate(self.rows):
-            if row is None or not row.plan.edits.get(layer):
+            if row is None or layer not in row.plan.hooked_layers:
                 continue
             own = hidden[b : b + 1]
             edited = row.apply(layer, own)

@@ -89,6 +89,26 @@ def test_inspect_endpoint_equals_the_library_call(client, app_server, smollm2, t
     assert scan == {"rows": rows, "fire_rate": rate}
 
 
+def test_a_strength_object_steers_with_its_own_mode_and_condition_as_the_library_does(client, smollm2, tmp_path_factory):
+    """The named API's per-feature setting against the same setting through the library's service."""
+    from tests.conftest import write_test_demo
+
+    config = load_config(write_test_demo(tmp_path_factory.mktemp("modes")))
+    service = DemoService(Engine(config, *smollm2, vectors_for_config(config, log=lambda m: None)))
+    settings = [
+        {"L15:3": {"strength": 70.0, "mode": "angular"}},
+        {"L15:3": {"strength": 70.0, "mode": "angular", "condition": {"feature": "L15:4", "above": 0.0}}},
+        {"L15:3": {"strength": 90.0, "mode": "cap"}, "L15:4": {"strength": 60.0, "mode": "norm_add"}},
+    ]
+    answers = [_chat(client)]
+    for strengths in settings:
+        setup = service.setup_from_api(strengths, "own", None, 24, 0.0, None, None, None)
+        library = [u.steered for u in service.chat(ASK, None, setup)][-1]
+        assert _chat(client, strengths=strengths) == library
+        answers.append(library)
+    assert len(set(answers)) == len(answers), "each setting steers its own way"
+
+
 @pytest.mark.parametrize("args, message", [
     (("",), "The message is empty"),
     (("hi", None, {"L15:3": 1.0}, "sideways"), "mode must be one of"),

@@ -7,7 +7,8 @@ from steering.config import DemoConfig, GenerationSettings
 from steering.engine import Engine
 from steering.backends.nnsight import NNsightRunner
 from steering.model.embedded import EMBEDDED_MODEL
-from steering.steer.plan import Edit, SteeringPlan
+from steering.keys import FeatureKey
+from steering.steer.plan import Edit, Gate, SteeringPlan
 from steering.steer.vectors import VectorSet
 from tests.helpers import random_sae
 
@@ -42,6 +43,10 @@ PLANS = {
     "add on two layers": SteeringPlan({10: [Edit("add", _unit(1), 40.0)], 15: [Edit("add", _unit(2), 60.0)]}),
     "clamp, two features on one layer": SteeringPlan({15: [Edit("clamp", _unit(3), 30.0), Edit("clamp", _unit(4), -20.0)]}),
     "pin": SteeringPlan({12: [Edit("pin", PIN_SAE.W_dec[5] / PIN_SAE.W_dec[5].norm(), 40.0, float(PIN_SAE.W_dec[5].norm()), PIN_SAE.feature_rule(5).activation)]}),
+    "norm_add, then cap where a layer-12 feature fires": SteeringPlan({
+        12: [Edit("norm_add", _unit(5), 60.0)],
+        15: [Edit("cap", _unit(6), 50.0, gate=Gate(FeatureKey(12, 5), 0.0, PIN_SAE.feature_rule(5).activation))]}),
+    "angular_adaptive": SteeringPlan({15: [Edit("angular_adaptive", _unit(7), 60.0)]}),
 }
 
 

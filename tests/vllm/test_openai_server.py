@@ -72,7 +72,7 @@ BAD = [
     ({"features": [{"key": "15:3", "strength": 4}]}, "steering.features[0].key"),
     ({"features": [{"key": "L15:3", "strength": "big"}]}, "steering.features[0].strength"),
     ({"features": [{"key": "L99:3", "strength": 4}]}, "steering.features[0].key: layer 99 is outside"),
-    ({"features": [{"key": "L15:3", "strength": 4, "mode": "boost"}]}, "steering.features[0].mode must be one of add, clamp, pin"),
+    ({"features": [{"key": "L15:3", "strength": 4, "mode": "boost"}]}, "steering.features[0].mode must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap"),
     ({"features": [{"key": f"L15:{i}", "strength": 1} for i in range(40)]}, "at most 32"),
     ({"features": [], "strenght": 3}, "steering.strenght: not a steering field"),
 ]

@@ -1,4 +1,4 @@
-"""`backend: vllm` against the transformers backend: same edits, same greedy tokens; per-request isolation,
+"""`backend: vllm` against the transformers backend: same edits (every mode, conditions), same greedy tokens; per-request isolation,
 Stop, the inspector's residuals and the prefix cache."""
 
 from __future__ import annotations
@@ -10,17 +10,18 @@ from dataclasses import replace
 import pytest
 import torch
 
-from steering.config import FeatureSpec
+from steering.config import Condition, FeatureSpec
 from steering.keys import FeatureKey
-from steering.steer.plan import Edit, SteeringPlan
+from steering.sae import FeatureRule
+from steering.steer.plan import Edit, Gate, SteeringPlan
 
 PROMPT = "Tell me about your weekend."
 
 
-def steer(engine, strengths: dict, mode: str, **options) -> SteeringPlan:
-    """A plan for shipped SAE features by key, whatever demo.yaml's feature list holds."""
+def steer(engine, strengths: dict, mode: str, conditions: dict | None = None, **options) -> SteeringPlan:
+    """A plan for shipped SAE features by key, whatever demo.yaml's feature list holds; `conditions` by key."""
     keys = [FeatureKey.parse(k) for k in strengths]
-    features = [FeatureSpec(layer=k.layer, index=k.index) for k in keys]
+    features = [FeatureSpec(layer=k.layer, index=k.index, condition=(conditions or {}).get(str(k))) for k in keys]
     return engine.plan(dict(zip(map(str, keys), strengths.values())), mode, features=features, **options)
 
 
@@ -37,6 +38,26 @@ def two_layer_plan(engine) -> SteeringPlan:
     return SteeringPlan({10: [Edit("add", v.direction, 12.0, v.norm)], 15: [Edit("clamp", v.direction, 30.0, v.norm)]})
 
 
+def early_condition_plan(engine) -> SteeringPlan:
+    """Clamp at layer 15 only where a feature read at layer 10 fires: the shipped layer-15 direction of 8672 read
+    there as a ReLU feature (a per-feature encoder rule, which travels to the worker as plain numbers)."""
+    v = engine.vector(15, 8672)
+    rule = FeatureRule(0, v.direction, torch.tensor(0.0), torch.zeros_like(v.direction), None, "relu")
+    gate = Gate(FeatureKey(10, 0), 0.5, rule.activation)
+    return SteeringPlan({15: [Edit("clamp", v.direction, 40.0, v.norm, gate=gate)]})
+
+
+ME = Condition(FeatureKey(15, 15997), 2.0)  # a shipped feature that fires on "I" and "me"
+NEW_OPERATORS = {
+    "norm_add": lambda e: steer(e, {"L15:8672": 60}, "norm_add"),
+    "angular": lambda e: steer(e, {"L15:8672": 80}, "angular"),
+    "angular_adaptive": lambda e: steer(e, {"L15:8672": 80}, "angular_adaptive"),
+    "cap": lambda e: steer(e, {"L15:8672": 40}, "cap"),
+    "add where a feature fires (same layer, TopK SAE)": lambda e: steer(e, {"L15:8672": 60}, "add", {"L15:8672": ME}),
+    "pin where a feature fires": lambda e: steer(e, {"L15:8672": 20}, "pin", {"L15:8672": ME}),
+    "clamp where an earlier layer's feature fires": early_condition_plan,
+}
+
 CASES = {
     "unsteered": lambda e: None,
     "add": lambda e: steer(e, {"L15:8672": 40}, "add"),
@@ -47,6 +68,7 @@ CASES = {
     "two layers": two_layer_plan,
     "special tokens left alone": lambda e: steer(e, {"L15:8672": 40}, "add", steer_special_tokens=False),
     "generated tokens only": lambda e: steer(e, {"L15:8672": 40}, "add", generated_only=True),
+    **NEW_OPERATORS,
 }
 
 
@@ -56,6 +78,17 @@ def test_greedy_tokens_equal_the_transformers_backend(case, hf_engine, vllm_engi
     expected = answer(hf_engine, plan, greedy).tokens
     got = answer(vllm_engine, plan, greedy).tokens
     assert len(expected) == 32 and got == expected, (hf_engine.tokenizer.decode(expected), hf_engine.tokenizer.decode(got))
+
+
+@pytest.fixture(scope="module")
+def unsteered(hf_engine, greedy):
+    return answer(hf_engine, None, greedy).tokens
+
+
+@pytest.mark.parametrize("case", list(NEW_OPERATORS))
+def test_each_new_operator_changes_the_answer(case, hf_engine, greedy, unsteered):
+    """So that their parity above compares steered answers, not two unsteered ones."""
+    assert answer(hf_engine, NEW_OPERATORS[case](hf_engine), greedy).tokens != unsteered
 
 
 def test_steering_changes_the_answer(hf_engine, vllm_engine, greedy):

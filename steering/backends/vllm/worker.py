@@ -1,4 +1,4 @@
-"""Our worker extension for vLLM: each request steered by its own `SteeringPlan`, every mode (add, clamp, pin).
+"""Our worker extension for vLLM: each request steered by its own `SteeringPlan`, every mode and condition.
 
 interp-engine's extension already demultiplexes vLLM's flat token batch into requests and hooks
 `resid_post` per request; it has no SAE-encoder op (pin), so this subclass registers, per request,
@@ -31,7 +31,7 @@ class SteeringWorkerExtension(InterpWorkerExtension):
         _demux._ensure_dev(self, demux)
         demux.registered.add(req_id)
         mods = demux.steer_mods.setdefault(req_id, {})
-        for layer in plan.layers:
+        for layer in plan.hooked_layers:  # a layer where only a condition is read returns a zero delta
             site = Address("resid_post", layer)
 
             def modify(seg, layer=layer):

@@ -148,9 +148,9 @@ def test_strength_outside_its_range():
 
 def test_bad_modes():
     msg = errors(cfg(mode="nudge"))
-    assert "mode: must be one of add, clamp, pin, got 'nudge'" in msg and "Fix: write mode: add" in msg
+    assert "mode: must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap, got 'nudge'" in msg and "Fix: write mode: add" in msg
     msg = errors(cfg(features=[{"layer": 1, "index": 2, "mode": "Clamp"}]))
-    assert "features[0].mode: must be one of add, clamp, pin" in msg and "Fix:" in msg
+    assert "features[0].mode: must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap" in msg and "Fix:" in msg
 
 
 @pytest.mark.parametrize("entry", [[1], [1, 2, 3, 4], []])
@@ -396,7 +396,7 @@ def test_one_bad_feature_value_is_one_problem():
         (cfg(generation={"top_p": 0}), "generation.top_p: must satisfy 0 < top_p <= 1, got 0."),
         (cfg(top_p=0), "generation.top_p: must satisfy 0 < top_p <= 1, got 0."),
         (cfg(sae={"source": "x", "format": "gguf"}), "sae.format: must be one of"),
-        (cfg(mode="nudge"), "mode: must be one of add, clamp, pin, got 'nudge'"),
+        (cfg(mode="nudge"), "mode: must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap, got 'nudge'"),
         (cfg(device="gpu"), "device: must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
         ({"model": ""}, "model: expected a non-empty string, got ''"),
         (cfg(features=[[1, 2, 3.0], [1, 2, 4.0]]), "features[1]: duplicates features[0] (L1:2)"),
@@ -448,3 +448,47 @@ def test_whole_config_checks_wait_for_the_parts():
 def test_problems_from_every_part_in_one_error():
     found = problems({"model": 5, "sae": {"source": ""}, "features": [[-1, 2]], "generation": {"seed": -1}, "dtype": "fp8", "zz": 1})
     assert [p.split(":")[0] for p in found] == ["zz", "sae.source", "features[0].layer", "generation.seed", "model", "dtype"]
+
+
+def test_a_feature_condition_is_read_and_written_back():
+    from steering.config import Condition
+    from steering.keys import FeatureKey
+
+    c = parse_config(cfg(features=[{"layer": 15, "index": 2, "strength": 80, "mode": "angular",
+                                    "condition": {"feature": "L12:7", "above": 1.5}}]))
+    f = c.features[0]
+    assert f.condition == Condition(FeatureKey(12, 7), 1.5) and f.mode == "angular" and f.strength == 80.0
+    assert parse_config(c.to_dict(), c.base_dir) == c
+    assert f.to_dict()["condition"] == {"feature": "L12:7", "above": 1.5}
+
+
+@pytest.mark.parametrize("condition, says", [
+    ("L12:7", "features[0].condition: expected a mapping, got 'L12:7' (a string). Fix: write condition: "
+              '{feature: "L15:123", above: 2.0}, or leave it out to steer every position'),
+    ({"feature": "L12:7"}, "features[0].condition.above: expected a finite number, got null. Fix: write above: 2.0"),
+    ({"feature": "L12:7", "above": float("nan")}, "features[0].condition.above: expected a finite number, got nan"),
+    ({"feature": 12, "above": 1}, "features[0].condition.feature: expected a feature key, got 12. Fix: write L, the layer"),
+    ({"feature": "L16:7", "above": 1}, "features[0].condition.feature: is read at layer 16, after the steered layer 15, so it is "
+                                      "not known when the edit runs, got 'L16:7' (a string). Fix: use a feature at layer 15 or earlier"),
+    ({"feature": "L12:7", "above": 1, "below": 3}, "features[0].condition.below: unknown key, got 3. Fix: remove it; a condition has feature and above"),
+])
+def test_bad_conditions_name_the_field_the_value_and_the_fix(condition, says):
+    assert says in errors(cfg(features=[{"layer": 15, "index": 2, "condition": condition}]))
+
+
+def test_angles_outside_0_to_180_are_refused_for_the_angular_modes():
+    msg = errors(cfg(features=[{"layer": 15, "index": 2, "strength": 200, "mode": "angular"},
+                               {"layer": 15, "index": 3, "strength": 30, "mode": "angular_adaptive", "range": [-10, 90]}]))
+    assert ("features[0].strength: is an angle for mode angular and must lie from 0 to 180 degrees, got 200. "
+            "Fix: use an angle such as 80 (90 removes the feature)") in msg
+    assert "features[1].range: must lie within the angles mode angular_adaptive accepts (0 to 180), got [-10, 90]" in msg
+    msg = errors(cfg(mode="angular", features=[[15, 2, 40], [15, 3, -5]]))
+    assert "features[1].strength: is an angle for mode angular and must lie from 0 to 180 degrees, got -5.0" in msg
+    assert "features[0]" not in msg
+    assert parse_config(cfg(features=[{"layer": 15, "index": 2, "strength": -40, "mode": "cap"}])).features[0].strength == -40
+
+
+def test_a_condition_without_an_sae_is_refused():
+    msg = errors({"model": "m", "vectors": "v.pt",
+                  "features": [{"layer": 15, "index": 2, "condition": {"feature": "L15:7", "above": 0}}]})
+    assert "features[0].condition: a condition reads a feature by the SAE's encoder, but there is no sae section" in msg

@@ -7,18 +7,18 @@ import sys
 from pathlib import Path
 
 import steering.config as config
-from steering.config import legacy, load, problems, schema
+from steering.config import legacy, load, modes, problems, schema
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_public_names_are_reexported_from_their_modules():
     assert set(config.__all__) == {
-        "MODES", "SAE_FORMATS", "DTYPES", "BACKENDS", "DEFAULT_MODEL", "DEFAULT_VECTORS", "IGNORED_KEYS", "ALIASES",
+        "MODES", "MODE_INFO", "Mode", "Condition", "SAE_FORMATS", "DTYPES", "BACKENDS", "DEFAULT_MODEL", "DEFAULT_VECTORS", "IGNORED_KEYS", "ALIASES",
         "ConfigError", "FeatureSpec", "SAESpec", "GenerationSettings", "VLLMSettings", "DemoConfig", "parse_config", "load_config",
     }  # fmt: skip
     for name in config.__all__:
-        home = next(m for m in (schema, load, legacy, problems) if hasattr(m, name))
+        home = next(m for m in (modes, schema, load, legacy, problems) if hasattr(m, name))
         assert getattr(config, name) is getattr(home, name), name
 
 

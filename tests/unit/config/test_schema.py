@@ -22,7 +22,7 @@ from tests.unit.config.helpers import cfg
 
 
 def test_constants():
-    assert MODES == ("add", "clamp", "pin")
+    assert MODES == ("add", "clamp", "pin", "norm_add", "angular", "angular_adaptive", "cap")
     assert "auto" in SAE_FORMATS and "saelens" in SAE_FORMATS and "dictionary_learning" in SAE_FORMATS
 
 

@@ -6,7 +6,8 @@ from unittest.mock import MagicMock
 
 import pytest
 
-from steering.config import FeatureSpec, GenerationSettings
+from steering.config import Condition, FeatureSpec, GenerationSettings
+from steering.keys import FeatureKey
 from steering.service.demo import DemoService
 from steering.service.errors import visitor_message
 from steering.service.limits import UserError
@@ -79,3 +80,48 @@ def test_inspector_endpoints_refuse_bad_arguments_by_name(service, caplog, call,
     service.engine.inspect.assert_not_called()
     service.engine.differential.assert_not_called()
     service.engine.encode_prompts.assert_not_called()
+
+
+@pytest.fixture
+def moded(service):
+    """Two features, one configured for add with a slider range, one for an angle."""
+    engine = service.engine
+    engine.features = [FeatureSpec(layer=15, index=3, strength=30.0, mode="add", range=(0.0, 120.0)),
+                       FeatureSpec(layer=15, index=4, strength=80.0, mode="angular", range=(60.0, 90.0))]
+    engine.config.mode = "add"
+    engine.config.feature_mode = lambda f: f.mode or "add"
+    engine.sae_width.return_value = 100
+    return service
+
+
+def test_a_visitors_mode_of_another_unit_drops_the_range_and_fits_the_strength(moded):
+    from steering.service.setup import SteeringSetup
+
+    setup = SteeringSetup(strengths={"L15:3": 30.0, "L15:4": 80.0}, modes={"L15:3": "angular_adaptive", "L15:4": "cap"})
+    a, b = moded.features_for(setup)
+    assert (a.mode, a.range, a.strength) == ("angular_adaptive", None, 30.0)
+    assert (b.mode, b.range, b.strength) == ("cap", None, 80.0)
+    assert moded.slider_range(a) == (0.0, 180.0)
+    same_unit = moded.features_for(SteeringSetup(modes={"L15:3": "cap", "L15:4": "angular_adaptive"}))
+    assert [f.range for f in same_unit] == [(0.0, 120.0), (60.0, 90.0)]  # a range stays for a mode of its own unit
+
+
+def test_validated_brings_angles_inside_0_to_180_with_a_notice(moded):
+    from steering.service.setup import SteeringSetup
+
+    setup, notices = moded.validated(SteeringSetup(strengths={"L15:3": 250.0, "L15:4": 75.0}, mode="angular"))
+    assert setup.strengths[FeatureKey(15, 3)] == 180.0 and setup.strengths[FeatureKey(15, 4)] == 75.0
+    assert notices == ["The strength of feature 3 @ layer 15 (250) was outside its range [0, 180] and was set to 180."]
+
+
+@pytest.mark.parametrize("condition, sae, expected", [
+    (Condition(FeatureKey(16, 1), 1.0), True, "The condition on L15:3 reads L16:1 at layer 16, after the steered layer 15"),
+    (Condition(FeatureKey(15, 100), 1.0), True, "The condition on L15:3 reads L15:100, outside the SAE of layer 15: use 0 to 99."),
+    (Condition(FeatureKey(15, 5), 1.0), False, "The condition on L15:3 reads L15:5 by the SAE's encoder, and this demo has no SAE"),
+])
+def test_a_condition_this_demo_cannot_read_is_refused(moded, caplog, condition, sae, expected):
+    from steering.service.setup import SteeringSetup
+
+    moded.engine.config.sae = object() if sae else None
+    setup = SteeringSetup(strengths={"L15:3": 30.0}, conditions={"L15:3": condition})
+    assert expected in _refusal(lambda: moded.validated(setup), caplog)

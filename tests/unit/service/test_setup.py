@@ -2,7 +2,7 @@
 
 import pytest
 
-from steering.config import GenerationSettings
+from steering.config import Condition, GenerationSettings
 from steering.keys import FeatureKey
 from steering.service.limits import UserError
 from steering.service.setup import (
@@ -36,6 +36,15 @@ def test_link_round_trip_reproduces_the_setup():
     assert got == setup
 
 
+def test_link_round_trip_carries_each_features_mode_and_condition():
+    setup = SteeringSetup(strengths={"L15:3": 80.0, "L15:4": 10.0}, generation=GenerationSettings(),
+                          modes={"L15:3": "angular", "L15:4": "cap"},
+                          conditions={"L15:3": Condition(FeatureKey(12, 7), 2.5), "L15:4": None})
+    got, warnings = _round_trip(setup)
+    assert warnings == [] and got == setup
+    assert "m=L15:3=angular,L15:4=cap" in to_query(setup, DEFAULTS)
+
+
 def test_link_names_only_what_differs():
     assert to_query(DEFAULTS, DEFAULTS) == ""
     q = to_query(SteeringSetup(strengths={"L15:3": 40.0, "L15:4": 10.0}, generation=GenerationSettings()), DEFAULTS)
@@ -50,13 +59,18 @@ def test_link_names_only_what_differs():
     ({"s": "L15:999=1"}, "s", "feature 999 is outside the SAE (0..255)"),
     ({"s": "15:3=1"}, "s", "is not a feature key: write L, the layer, a colon and the feature index, e.g. L15:123"),
     ({"add": "L1.5:3"}, "add", "is not a feature key"),
-    ({"mode": "sideways"}, "mode", "use one of add, clamp, pin, own"),
+    ({"mode": "sideways"}, "mode", "use one of add, clamp, pin, norm_add, angular, angular_adaptive, cap, own"),
     ({"tokens": "-5"}, "tokens", "is not a whole number"),
     ({"tokens": "0"}, "tokens", "max_new_tokens"),
     ({"temp": "-1"}, "temp", "temperature"),
     ({"top_p": "2"}, "top_p", "top_p"),
     ({"seed": "1e9"}, "seed", "is not a whole number"),
     ({"compare": "yes"}, "compare", "use 1 or 0"),
+    ({"m": "L15:3=spin"}, "m", "'spin' is not a mode; use one of add, clamp, pin, norm_add, angular, angular_adaptive, cap"),
+    ({"c": "L15:3=L15:9"}, "c", "is not a condition; write FEATURE>THRESHOLD, e.g. L15:9>2.5, or none"),
+    ({"c": "L15:3=L16:9>1"}, "c", "L16:9 is read after the steered layer 15"),
+    ({"c": "L15:3=L15:9>x"}, "c", "could not convert"),
+    ({"c": "L15:3=L15:999>1"}, "c", "feature 999 is outside the SAE"),
 ])
 def test_bad_parameters_warn_and_keep_the_defaults(params, name, why):
     setup, warnings = from_query(params, DEFAULTS, n_layers=30, d_sae=256)
@@ -100,6 +114,35 @@ def test_api_arguments_left_unset_keep_the_defaults():
     assert setup.generation == GenerationSettings(8, 0.0, DEFAULTS.generation.top_p, DEFAULTS.generation.repetition_penalty, 5)
 
 
+def test_api_strength_objects_set_a_features_own_mode_and_condition():
+    setup = _api({"L15:3": {"strength": 70, "mode": "angular_adaptive", "condition": {"feature": "L15:9", "above": 1}},
+                  "L15:4": {"strength": None, "condition": None}})
+    assert setup.strengths == {FeatureKey(15, 3): 70.0, FeatureKey(15, 4): None} and setup.mode is None
+    assert setup.modes == {FeatureKey(15, 3): "angular_adaptive"}
+    assert setup.conditions == {FeatureKey(15, 3): Condition(FeatureKey(15, 9), 1.0), FeatureKey(15, 4): None}
+    assert _api({"L15:3": {"strength": 170}}, mode="angular").strengths[FeatureKey(15, 3)] == 170.0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"strengths": {"L15:3": {"strength": 1, "mode": "cap"}}, "mode": "clamp"},
+     "strengths['L15:3'].mode: mode 'clamp' is set for every feature, which would override this one. Send mode \"own\""),
+    ({"strengths": {"L15:3": {"strength": 190, "mode": "angular"}}},
+     "strengths['L15:3'].strength must be an angle from 0 to 180 degrees for mode angular (90 removes the feature), got 190."),
+    ({"strengths": {"L15:3": {"strength": -1}}, "mode": "angular"}, "strengths['L15:3'].strength must be an angle from 0 to 180"),
+    ({"strengths": {"L15:3": {"strength": 1, "mod": "cap"}}},
+     "strengths['L15:3'].mod: not a feature setting (it would be ignored). Use strength, mode or condition."),
+    ({"strengths": {"L15:3": {"strength": 1, "mode": "spin"}}}, "strengths['L15:3'].mode must be one of add, clamp"),
+    ({"strengths": {"L15:3": {"strength": 1, "condition": {"feature": "L20:1", "above": 0}}}},
+     "strengths['L15:3'].condition.feature: L20:1 is read at layer 20, after the steered layer 15"),
+    ({"strengths": {"L15:3": {"strength": 1, "condition": {"feature": "L15:1", "above": "high"}}}},
+     "strengths['L15:3'].condition.above must be a finite number, got 'high'."),
+])
+def test_bad_feature_settings_are_refused_by_name(kwargs, message):
+    with pytest.raises(UserError) as info:
+        _api(**kwargs)
+    assert message in str(info.value)
+
+
 @pytest.mark.parametrize("strengths", [{"L99:1": 1.0}, {"L15:999999999": 1.0}, {"L15:3": 1.0, "L15:5": 2.0}])
 def test_api_strength_for_a_feature_not_here_is_refused_naming_the_valid_ones(strengths):
     with pytest.raises(UserError) as info:
@@ -115,8 +158,8 @@ def test_api_strength_for_a_feature_not_here_is_refused_naming_the_valid_ones(st
     ({"strengths": "L15:3"}, "strengths must be an object of feature key -> strength"),
     ({"add": [3]}, "add_features[0]: 3 is not a feature key: write L, the layer, a colon and the feature index, e.g. L15:123."),
     ({"add": 3}, "add_features must be a list of feature keys"),
-    ({"mode": "bogus"}, "mode must be one of add, clamp, pin, own, got 'bogus'."),
-    ({"mode": 3}, "mode must be one of add, clamp, pin, own, got 3."),
+    ({"mode": "bogus"}, "mode must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap, own, got 'bogus'."),
+    ({"mode": 3}, "mode must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap, own, got 3."),
     ({"generation": (None, None, None, None, "abc")}, "seed must be a whole number (-1 for a random seed), got 'abc'."),
     ({"generation": ("8", None, None, None, None)}, "max_new_tokens must be a whole number >= 1, got '8'."),
     ({"generation": (None, float("inf"), None, None, None)}, "temperature must be a finite number >= 0, got inf."),

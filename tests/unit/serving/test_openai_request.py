@@ -29,7 +29,8 @@ class Engine:
 
     def plan_resolved(self, strengths, mode, features, special, generated):
         return SimpleNamespace(strengths=strengths, mode=mode, keys=[f.key for f in features],
-                               modes=[f.mode for f in features], special=special, generated=generated)
+                               modes=[f.mode for f in features], conditions=[f.condition for f in features],
+                               special=special, generated=generated)
 
 
 HI = [{"role": "user", "content": "Hi"}]
@@ -44,6 +45,26 @@ def test_a_good_request():
     assert (r.settings.max_new_tokens, r.settings.temperature, r.settings.seed) == (9, 0.0, 3)
     assert r.plan.keys == [FeatureKey(15, 3), FeatureKey(2, 7)] and r.plan.modes == ["clamp", None]
     assert r.plan.strengths == {FeatureKey(15, 3): 40.0, FeatureKey(2, 7): -1.0} and r.plan.generated and r.plan.special is None
+
+
+def test_new_modes_and_a_condition_reach_the_plan():
+    from steering.config import Condition
+
+    r = parse({"messages": HI, "steering": {"features": [
+        {"key": "L15:3", "strength": 80, "mode": "angular", "condition": {"feature": "L12:9", "above": 1.5}},
+        {"key": "L15:4", "strength": 20, "mode": "cap", "condition": None}, {"key": "L15:5", "strength": 9, "mode": "norm_add"}]}},
+        Engine())
+    assert r.plan.modes == ["angular", "cap", "norm_add"]
+    assert r.plan.conditions == [Condition(FeatureKey(12, 9), 1.5), None, None]
+    assert r.plan.strengths[FeatureKey(15, 3)] == 80.0
+
+
+def test_a_condition_on_a_server_without_an_sae_is_refused():
+    engine = Engine()
+    engine.config = SimpleNamespace(**{**vars(Engine.config), "sae": None})
+    with pytest.raises(UserError, match=r"steering.features\[0\].condition: a condition reads a feature by the SAE's encoder"):
+        parse({"messages": HI, "steering": {"features": [{"key": "L15:3", "strength": 1,
+                                                          "condition": {"feature": "L15:4", "above": 0}}]}}, engine)
 
 
 def test_absent_steering_is_the_defaults_and_null_or_empty_is_unsteered():
@@ -67,11 +88,30 @@ def test_absent_steering_is_the_defaults_and_null_or_empty_is_unsteered():
     ({"messages": HI, "steering": {"features": [{"key": "L40:3", "strength": 1}]}}, "steering.features[0].key: layer 40 is outside this model (0..29)"),
     ({"messages": HI, "steering": {"features": [{"key": "L15:300", "strength": 1}]}}, "steering.features[0].key: L15:300 cannot be steered here"),
     ({"messages": HI, "steering": {"features": [{"key": "L15:3", "strength": 1}, {"key": "L15:3", "strength": 2}]}}, "steering.features[1].key: L15:3 is listed twice"),
-    ({"messages": HI, "steering": {"features": [{"key": "L15:3", "strength": 1, "mode": "boost"}]}}, "steering.features[0].mode must be one of add, clamp, pin"),
-    ({"messages": HI, "steering": {"mode": "steer"}}, "steering.mode must be one of add, clamp, pin"),
+    ({"messages": HI, "steering": {"features": [{"key": "L15:3", "strength": 1, "mode": "boost"}]}}, "steering.features[0].mode must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap"),
+    ({"messages": HI, "steering": {"mode": "steer"}}, "steering.mode must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap"),
     ({"messages": HI, "steering": {"features": [{"key": f"L1:{i}", "strength": 1} for i in range(33)]}}, "at most 32"),
     ({"messages": HI, "steering": {"feature": []}}, "steering.feature: not a steering field"),
     ({"messages": HI, "steering": {"generated_only": 1}}, "steering.generated_only must be true or false"),
+    ({"messages": HI, "steering": {"features": [{"key": "L15:3", "strength": 1, "strenght": 2}]}},
+     "steering.features[0].strenght: not a feature field (it would be ignored). Use key, strength, mode or condition."),
+    ({"messages": HI, "steering": {"features": [{"key": "L15:3", "strength": 200, "mode": "angular"}]}},
+     "steering.features[0].strength must be an angle from 0 to 180 degrees for mode angular (90 removes the feature), got 200."),
+    ({"messages": HI, "steering": {"mode": "angular_adaptive", "features": [{"key": "L15:3", "strength": -5}]}},
+     "steering.features[0].strength must be an angle from 0 to 180 degrees for mode angular_adaptive"),
+    ({"messages": HI, "steering": {"features": [{"key": "L15:3", "strength": 1, "condition": "L15:4"}]}},
+     "steering.features[0].condition must be an object {\"feature\": \"L15:123\", \"above\": 2.0} or null, got 'L15:4'."),
+    ({"messages": HI, "steering": {"features": [{"key": "L15:3", "strength": 1, "condition": {"feature": "L15:4"}}]}},
+     "steering.features[0].condition.above must be a finite number, got None."),
+    ({"messages": HI, "steering": {"features": [{"key": "L15:3", "strength": 1, "condition": {"feature": "dogs", "above": 1}}]}},
+     "steering.features[0].condition.feature: 'dogs' is not a feature key"),
+    ({"messages": HI, "steering": {"features": [{"key": "L15:3", "strength": 1, "condition": {"feature": "L16:4", "above": 1}}]}},
+     "steering.features[0].condition.feature: L16:4 is read at layer 16, after the steered layer 15"),
+    ({"messages": HI, "steering": {"features": [{"key": "L15:3", "strength": 1, "condition": {"feature": "L15:400", "above": 1}}]}},
+     "steering.features[0].condition.feature: L15:400 cannot be steered here"),
+    ({"messages": HI, "steering": {"features": [{"key": "L15:3", "strength": 1,
+                                                 "condition": {"feature": "L15:4", "above": 1, "below": 3}}]}},
+     "steering.features[0].condition.below: not a condition field (it would be ignored)"),
 ])
 def test_refusals_name_the_field_and_the_fix(body, says):
     with pytest.raises(UserError) as err:

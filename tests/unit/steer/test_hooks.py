@@ -14,7 +14,8 @@ from steering.steer.hooks import (
     detach,
     steering,
 )
-from steering.steer.plan import Edit, SteeringPlan
+from steering.keys import FeatureKey
+from steering.steer.plan import Edit, Gate, SteeringPlan
 
 
 def _unit(d, seed):
@@ -167,6 +168,57 @@ def test_special_tokens_can_stay_unsteered(tiny_llama):
     special = torch.isin(IDS[0], torch.tensor([1, 2]))
     assert torch.equal(out[0][0, special], base[0][0, special])
     torch.testing.assert_close(out[0][0, ~special], base[0][0, ~special] + 2.0 * u, rtol=0, atol=1e-5)
+
+
+def _gated_plan():
+    """Cap at layer 2 where a feature read at layer 0 (a ReLU of a fixed direction) fires above 0.01."""
+    w = _unit(32, 11)
+    gate = Gate(FeatureKey(0, 5), 0.01, lambda h: torch.relu(h @ w))
+    return SteeringPlan({2: [Edit("cap", _unit(32, 12), 6.0, gate=gate)]}), w
+
+
+def test_a_condition_read_at_an_earlier_layer_gates_the_edit_in_the_forward(tiny_llama):
+    """Against the test's own hook on layer 2 applying the formula where the unsteered layer-0 output fires."""
+    plan, w = _gated_plan()
+    _, base = _forward_record(tiny_llama, IDS)
+    fires = torch.relu(base[0] @ w) > 0.01
+    assert fires.any() and (~fires).any()
+    u = plan.edits[2][0].direction
+
+    def manual(mod, args, output):
+        h = output[0] if isinstance(output, tuple) else output
+        lifted = h + (6.0 - h @ u).clamp_min(0).unsqueeze(-1) * u
+        new = torch.where(fires.unsqueeze(-1), lifted, h)
+        return (new, *output[1:]) if isinstance(output, tuple) else new
+
+    handle = tiny_llama.model.layers[2].register_forward_hook(manual)
+    try:
+        with torch.no_grad():
+            expected = tiny_llama(input_ids=IDS).logits
+    finally:
+        handle.remove()
+    logits, out = _forward_record(tiny_llama, IDS, plan)
+    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-5)
+    assert torch.equal(out[0], base[0]) and torch.equal(out[1], base[1])
+
+
+def test_per_row_steering_gates_each_row_by_its_own_condition(tiny_llama):
+    """A batch of two left-padded rows, one gated and one plain: each row's outputs equal its lone run's."""
+    plan, _ = _gated_plan()
+    other = SteeringPlan({1: [Edit("norm_add", _unit(32, 13), 5.0)]})
+    short = IDS[:, 2:]
+    hooks = attach(tiny_llama)
+    alone = []
+    for p, ids in ((plan, IDS), (other, short)):
+        with torch.no_grad(), hooks.steering(p, prompt_ids=ids):
+            alone.append(tiny_llama(input_ids=ids).logits[0, -1])
+    batch = torch.cat([IDS, torch.cat([torch.zeros(1, 2, dtype=IDS.dtype), short], dim=1)])
+    mask = torch.ones_like(batch)
+    mask[1, :2] = 0
+    with torch.no_grad(), hooks.steering_rows([plan, other], [IDS, short], [0, 2]):
+        got = tiny_llama(input_ids=batch, attention_mask=mask).logits[:, -1]
+    torch.testing.assert_close(got[0], alone[0], rtol=0, atol=1e-4)
+    torch.testing.assert_close(got[1], alone[1], rtol=0, atol=1e-4)
 
 
 def test_steering_is_scoped_to_its_thread(tiny_llama):

@@ -4,9 +4,9 @@ build_plan's rules (which features become edits, in which mode, grouped how)."""
 import pytest
 import torch
 
-from steering.config import FeatureSpec
+from steering.config import Condition, FeatureSpec
 from steering.keys import FeatureKey
-from steering.steer.plan import Edit, SteeringPlan, build_plan, resolve_strengths
+from steering.steer.plan import Edit, Gate, SteeringPlan, build_plan, resolve_strengths
 from steering.steer.vectors import SteeringVector
 
 D = 8
@@ -46,7 +46,7 @@ def test_an_edit_keeps_a_bf16_residual_in_bf16():
 
 
 def test_unknown_modes_and_a_pin_without_its_rule_are_refused():
-    with pytest.raises(ValueError, match="unknown steering mode 'sideways'; use one of add, clamp, pin"):
+    with pytest.raises(ValueError, match="unknown steering mode 'sideways'; use one of add, clamp, pin, norm_add, angular, angular_adaptive, cap"):
         Edit("sideways", _unit(1), 1.0)
     with pytest.raises(ValueError, match="pin mode needs the feature's activation rule"):
         Edit("pin", _unit(1), 1.0)
@@ -124,3 +124,43 @@ def test_resolve_strengths_reads_every_spelling_of_a_feature_once():
 def test_resolve_strengths_names_what_is_wrong(strengths, error, message):
     with pytest.raises(error, match=message):
         resolve_strengths(strengths, [FeatureSpec(layer=15, index=3, label="ocean")])
+
+
+def test_the_new_modes_apply_their_math_functions_and_angles_are_checked():
+    from steering.steer import math as steer_math
+
+    u = _unit(1)
+    for mode, s in (("norm_add", 3.0), ("angular", 75.0), ("angular_adaptive", 75.0), ("cap", 2.0)):
+        assert torch.equal(Edit(mode, u, s).apply(H), getattr(steer_math, mode)(H, u, s)), mode
+    for bad in (-1.0, 180.5):
+        with pytest.raises(ValueError, match=rf"strength {bad} is an angle for mode angular and must lie from 0 to 180"):
+            Edit("angular", u, bad)
+
+
+def test_build_plan_drops_only_the_zero_strengths_that_change_nothing():
+    feats = [FeatureSpec(layer=5, index=i, mode=m) for i, m in enumerate(("norm_add", "cap", "angular", "add"))]
+    vectors = {f.key: SteeringVector(5, f.index, _unit(f.index), 1.0) for f in feats}
+    plan = build_plan(feats, {f.key: 0.0 for f in feats}, vectors)
+    assert [e.mode for e in plan.edits[5]] == ["cap", "angular"]  # cap 0 and angle 0 are real edits
+
+
+def test_a_condition_becomes_a_gate_read_at_its_own_layer():
+    cond_reader = _reader(_unit(7))
+    feats = [FeatureSpec(layer=5, index=1, mode="cap", condition=Condition(FeatureKey(3, 9), 0.5)),
+             FeatureSpec(layer=5, index=2, condition=Condition(FeatureKey(5, 9), 1.0))]
+    vectors = {f.key: SteeringVector(5, f.index, _unit(f.index), 1.0) for f in feats}
+    readers = {FeatureKey(3, 9): cond_reader, FeatureKey(5, 9): _reader(_unit(8))}
+    plan = build_plan(feats, {f.key: 2.0 for f in feats}, vectors, readers)
+    gate = plan.edits[5][0].gate
+    assert (gate.key, gate.above, gate.activation) == (FeatureKey(3, 9), 0.5, cond_reader)
+    assert plan.layers == [5] and plan.hooked_layers == [3, 5]
+    assert list(plan.gates_read_at(3)) == [FeatureKey(3, 9)] and list(plan.gates_read_at(5)) == [FeatureKey(5, 9)]
+    assert not plan.gates_read_at(4)
+
+
+def test_a_condition_read_after_the_steered_layer_is_refused():
+    gate = Gate(FeatureKey(6, 1), 0.0, _reader(_unit(2)))
+    with pytest.raises(ValueError, match="the condition on L6:1 is read at layer 6, after the steered layer 5"):
+        SteeringPlan({5: [Edit("add", _unit(1), 1.0, gate=gate)]})
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        Gate(FeatureKey(1, 1), float("nan"), _reader(_unit(2)))
