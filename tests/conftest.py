@@ -76,7 +76,7 @@ def app_server(tmp_path_factory):
     from tests.helpers import start_app, stop_app
 
     demo = write_test_demo(tmp_path_factory.mktemp("app"))
-    proc, url, _ = start_app(demo, {"HF_TOKEN": os.environ.get("HF_TOKEN", "hf_secret_test_value")}, timeout_s=180)
+    proc, url, _ = start_app(demo, {"HF_TOKEN": os.environ.get("HF_TOKEN", "hf_secret_test_value")}, timeout_s=600)
     yield url
     stop_app(proc)
 

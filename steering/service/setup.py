@@ -202,25 +202,26 @@ class _Link:
     def items(self, name: str) -> list[str]:
         return [item for item in str(self.params.get(name, "")).split(",") if item.strip()]
 
-    def feature(self, text: str, name: str) -> FeatureKey | None:
-        """A feature key that exists in this model and SAE, or None with the part named."""
+    def feature(self, text: str, name: str, part: str | None = None) -> FeatureKey | None:
+        """A feature key that exists in this model and SAE, or None with the part (default: the key) named."""
+        part = f"{name}={text if part is None else part}"
         try:
             key = FeatureKey.parse(text)
         except ValueError:
-            self.ignored(f"{name}={text}", f"{shown(text.strip())} is not a feature key: write {inputs.KEY_FORM}")
+            self.ignored(part, f"{shown(text.strip())} is not a feature key: write {inputs.KEY_FORM}")
             return None
         if key.layer >= self.n_layers:
-            self.ignored(f"{name}={text}", f"layer {key.layer} does not exist: this model has layers 0 to {self.n_layers - 1}")
+            self.ignored(part, f"layer {key.layer} does not exist: this model has layers 0 to {self.n_layers - 1}")
             return None
         if self.d_sae is not None and key.index >= self.d_sae:
-            self.ignored(f"{name}={text}", f"feature {key.index} does not exist: this SAE has features 0 to {self.d_sae - 1}")
+            self.ignored(part, f"feature {key.index} does not exist: this SAE has features 0 to {self.d_sae - 1}")
             return None
         return key
 
     def pair(self, item: str, name: str, here: set[FeatureKey]) -> tuple[FeatureKey | None, str]:
         """`KEY=VALUE` with a key that names a feature of this page (configured, or added with add=)."""
         text, sep, value = item.partition("=")
-        key = self.feature(text, name)
+        key = self.feature(text, name, item)
         if key is not None and not sep:
             example = "40" if name == "s" else "clamp"
             self.ignored(f"{name}={item}", f"write = and a value after the feature key, e.g. {name}={key}={example}")

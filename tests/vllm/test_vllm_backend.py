@@ -156,8 +156,8 @@ def test_output_scores_from_the_engine_equal_the_transformers_ones(hf_engine, vl
     assert int(got.score.argmax()) == int(ref.score.argmax()) == 1  # the music feature
 
 
-def test_concept_search_works_on_the_engine(app_module):
-    rows = app_module.SERVICE.concept_search("music", n=5)
+def test_concept_search_works_on_the_engine(app_service):
+    rows = app_service.concept_search("music", n=5)
     assert rows
 
 
