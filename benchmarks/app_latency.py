@@ -99,7 +99,7 @@ def serve_traced() -> None:
 
     DemoService.chat = traced_chat
     _trace_library(mark)
-    sys.argv = ["app.py"]
+    sys.argv = ["app.py", *sys.argv[2:]]  # the options start_app gives after --traced-server
     runpy.run_path(str(ROOT / "app.py"), run_name="__main__")
 
 

@@ -7,7 +7,7 @@ number of requests through gradio_client, stops the app, writes
 
 (a) Isolation: 8 sessions, each with its own random steering (fixed seed), 3 greedy requests each.
     Every answer is first computed alone, one request at a time, through the same server; then
-    the 8 sessions run at once (STEERING_CONCURRENCY=2, so visitors queue) and every answer must
+    the 8 sessions run at once (--concurrency 2, so visitors queue) and every answer must
     equal its solo answer. Each client polls its job's status, so the queue position (rank)
     that waiting visitors are shown is recorded.
 Control: 100 short streams (2-9 tokens) run to the end, for the resident-memory baseline.
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=3, help="requests per session")
     parser.add_argument("--tokens", type=int, default=20, help="max new tokens of the isolation requests")
     parser.add_argument("--cancels", type=int, default=100)
-    parser.add_argument("--concurrency", type=int, default=2, help="STEERING_CONCURRENCY of the app under test")
+    parser.add_argument("--concurrency", type=int, default=2, help="the app's --concurrency")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reliability.json"))
     args = parser.parse_args(argv)
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="steering-reliability-") as tmp:
-        proc, url, log_path = start_app(write_test_demo(Path(tmp)), {"STEERING_CONCURRENCY": str(args.concurrency)})
+        proc, url, log_path = start_app(write_test_demo(Path(tmp)), flags=("--concurrency", str(args.concurrency)))
         try:
             boot_s = round(time.time() - started, 1)
             client = Client(url, verbose=False)

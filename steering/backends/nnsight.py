@@ -49,7 +49,7 @@ def layer_envoys(lm, model) -> list:
 
 
 class NNsightRunner:
-    """Steers generation through an nnsight `LanguageModel` wrapped around the loaded model.
+    """Steers generation through an nnsight `TransformersModel` wrapped around the loaded model.
 
     nnsight cannot run two traces of one model from different threads at once, so requests on
     this backend take turns (one lock); the hooks backend has no such limit.
@@ -59,11 +59,11 @@ class NNsightRunner:
 
     def __init__(self, model, tokenizer):
         try:
-            from nnsight import LanguageModel
+            from nnsight import TransformersModel
         except ImportError as exc:
             raise RuntimeError("backend: nnsight needs the nnsight package: pip install nnsight (or use backend: hooks)") from exc
         self.model = model
-        self.lm = LanguageModel(model, tokenizer=tokenizer)
+        self.lm = TransformersModel(model, tokenizer=tokenizer, task="text-generation")
         self.envoys = layer_envoys(self.lm, model)
         self._lock = threading.Lock()
 

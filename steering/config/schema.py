@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from steering.config.generation import GenerationSettings
 from steering.config.problems import (
     ConfigError,
     check_bool,
@@ -232,59 +233,6 @@ class VLLMSettings:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """Sampling settings for each reply."""
-
-    max_new_tokens: int = 256
-    """Most tokens generated per reply, >= 1."""
-    temperature: float = 0.7
-    """Sampling temperature, >= 0; 0 means greedy decoding."""
-    top_p: float = 0.9
-    """Nucleus sampling mass, 0 < top_p <= 1; 1 disables it."""
-    repetition_penalty: float = 1.1
-    """Repetition penalty, > 0; 1 means none."""
-    seed: int | None = 0
-    """Sampling seed, >= 0; None draws a random seed each time."""
-
-    def __post_init__(self) -> None:
-        raise_if(self._problems())
-        for name in ("temperature", "top_p", "repetition_penalty"):
-            object.__setattr__(self, name, float(getattr(self, name)))
-
-    def _problems(self) -> list[str]:
-        problems: list[str] = []
-        check_int(problems, "generation.max_new_tokens", self.max_new_tokens, 256, minimum=1)
-        t, top_p, penalty, seed = self.temperature, self.top_p, self.repetition_penalty, self.seed
-        if check_finite(problems, "generation.temperature", t, 0.7) and t < 0:
-            problems.append(problem("generation.temperature", "must be >= 0 (0 means greedy)", t, "use 0 for greedy or a positive value such as 0.7"))
-        if check_finite(problems, "generation.top_p", top_p, 0.9) and not 0 < top_p <= 1:
-            problems.append(problem("generation.top_p", "must satisfy 0 < top_p <= 1", top_p, "use a value such as 0.9, or 1 to disable nucleus sampling"))
-        if check_finite(problems, "generation.repetition_penalty", penalty, 1.1) and penalty <= 0:
-            problems.append(problem("generation.repetition_penalty", "must be > 0", penalty, "use 1.0 for no penalty or a value such as 1.1"))
-        if seed is not None:
-            if not is_int(seed):
-                problems.append(problem("generation.seed", "expected a whole number or null", seed, int_fix(seed, 0) + ", or null for a random seed each time"))
-            elif seed < 0:
-                problems.append(problem("generation.seed", "must be >= 0", seed, "use a seed >= 0, or null for a random seed each time"))
-        return problems
-
-    @property
-    def greedy(self) -> bool:
-        """True when temperature is 0."""
-        return self.temperature == 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Canonical mapping form."""
-        return {
-            "max_new_tokens": self.max_new_tokens,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "repetition_penalty": self.repetition_penalty,
-            "seed": self.seed,
-        }
 
 
 @dataclass(frozen=True)

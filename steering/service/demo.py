@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import queue
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import torch
 
@@ -31,8 +31,8 @@ from steering.service.limits import (
     clamp_strength,
     fit_history,
 )
-from steering.service.messages import generation_settings, plain_history
-from steering.service.setup import SteeringSetup, from_api
+from steering.service.messages import PAGE_NAMES, generation_settings, plain_history
+from steering.service.setup import SteeringSetup, from_api, mode_choice
 from steering.steer.plan import SteeringPlan
 from steering.steer.vectors import VectorsError
 
@@ -106,7 +106,8 @@ class DemoService(Inspection):
         """`f` with the visitor's mode and condition. A recommended strength and range written in another unit
         (residual units for an angle mode, or back) no longer mean anything: the range goes, the strength is
         brought inside the new mode's limits."""
-        mode = setup.modes.get(f.key, f.mode)
+        choice = setup.modes.get(f.key)
+        mode = choice.mode if choice is not None else f.mode
         condition = setup.conditions[f.key] if f.key in setup.conditions else f.condition
         if mode == f.mode and condition == f.condition:
             return f
@@ -177,8 +178,20 @@ class DemoService(Inspection):
                 lo, hi = self.slider_range(features[key], setup.mode)
                 strengths[key], note = clamp_strength(value, lo, hi, features[key].display_name)
                 notices += note
+        modes = {}
+        for key, choice in setup.modes.items():
+            if key not in features:
+                notices.append(f"Mode for unknown feature {key} was ignored.")
+            else:
+                modes[key] = choice
+        if self.engine.config.sae is None:
+            pinned = [str(key) for key, f in features.items()
+                      if strengths.get(key) is not None and setup.mode_of(key, self.engine.config.feature_mode(f)).mode == "pin"]
+            if pinned:
+                raise UserError(f"Mode pin reads the SAE's encoder, and this demo has no SAE: choose add or clamp for "
+                                f"{', '.join(pinned)}.")
         generation, note = cap_generation(setup.generation, self.limits)
-        return replace(setup, strengths=strengths, generation=generation), notices + note
+        return replace(setup, strengths=strengths, modes=modes, generation=generation), notices + note
 
     def _check_condition(self, key: FeatureKey, condition: Condition) -> None:
         """A condition on feature `key` this demo can read: an SAE, its feature inside it, not after `key`'s layer."""
@@ -196,18 +209,26 @@ class DemoService(Inspection):
         if not 0 <= c.index < width:
             raise UserError(f"The condition on {key} reads {c}, outside the SAE of layer {c.layer}: use 0 to {width - 1}.")
 
-    def setup_from_controls(self, setup: SteeringSetup, mode: str, compare: bool, gen: Sequence, values: Sequence,
-                            enabled: Sequence) -> SteeringSetup:
-        """The visitor's setup as the page shows it: slot i holds the i-th feature of `features_for`."""
-        strengths = {f.key: (float(v) if on else None) for f, v, on in zip(self.features_for(setup), values, enabled)}
-        return replace(setup, strengths=strengths, mode=None if mode == "own" else mode, compare=bool(compare),
-                       generation=generation_settings(*gen))
+    def setup_from_controls(self, setup: SteeringSetup, compare: bool, generation: Mapping[str, Any],
+                            values: Sequence, enabled: Sequence, modes: Sequence) -> SteeringSetup:
+        """The visitor's setup as the page shows it: slot i holds the i-th feature of `features_for`, with its
+        strength, on box and mode; `generation` holds the settings by field name, -1 a random seed."""
+        features = self.features_for(setup)
+        strengths = {f.key: (float(v) if on else None) for f, v, on in zip(features, values, enabled)}
+        chosen = {f.key: mode_choice(m, f"the mode of {f.display_name}") for f, m in zip(features, modes)}
+        return replace(setup, strengths=strengths, mode=None, modes=chosen, compare=bool(compare),
+                       generation=generation_settings(generation, setup.generation, PAGE_NAMES))
 
-    def setup_from_api(self, strengths, mode, add_features, max_new_tokens, temperature, top_p, repetition_penalty,
-                       seed) -> SteeringSetup:
+    def setup_from_api(self, strengths, mode, add_features, max_new_tokens=None, temperature=None, top_p=None,
+                       repetition_penalty=None, seed=None, modes=None) -> SteeringSetup:
         """The setup of a named-API call (`setup.from_api`): unset arguments keep the defaults."""
-        return from_api(self.defaults(), lambda added: [*dict.fromkeys([*(f.key for f in self.engine.features), *added])],
-                        strengths, mode, add_features, (max_new_tokens, temperature, top_p, repetition_penalty, seed))
+        generation = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
+                      "repetition_penalty": repetition_penalty, "seed": seed}
+        return from_api(self.defaults(), self.known_features, strengths, mode, add_features, generation, modes)
+
+    def known_features(self, added: Sequence[FeatureKey]) -> list[FeatureKey]:
+        """The features a visitor may set: the configured ones, then `added`."""
+        return [*dict.fromkeys([*(f.key for f in self.engine.features), *added])]
 
     def steer_phrase(self, setup: SteeringSetup, phrase, max_features: int) -> tuple[SteeringSetup, str]:
         """One step from a phrase to steering (Goodfire's AutoSteer, done locally): the feature whose steering
@@ -244,7 +265,9 @@ class DemoService(Inspection):
     def plan(self, setup: SteeringSetup) -> SteeringPlan:
         """The steering plan of a validated setup."""
         try:
-            return self.engine.plan_resolved(setup.strengths, setup.mode, self.features_for(setup))
+            features = [replace(f, mode=setup.mode_of(f.key, self.engine.config.feature_mode(f)).mode)
+                        for f in self.features_for(setup)]
+            return self.engine.plan_resolved(setup.strengths, None, features)
         except (SAEFormatError, VectorsError) as exc:
             raise self._unreadable(exc, setup.custom) from None
 

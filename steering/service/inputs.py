@@ -8,23 +8,16 @@ argument has one; the callers decide what that default is.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from steering.config.modes import MODES, Condition, strength_problem
+from steering.config.generation import SHOWN_CHARS, finite_number, shown  # noqa: F401 (shown, SHOWN_CHARS: this module's API)
 from steering.keys import FeatureKey
 from steering.service.limits import UserError
 
-SHOWN_CHARS = 60
 KEY_FORM = "L, the layer, a colon and the feature index, e.g. L15:123"
 MESSAGE_FORM = '{"role": "user" or "assistant", "content": text or a list of {"type": "text", "text": ...} parts}'
-
-
-def shown(value: Any) -> str:
-    """`value`'s repr, cut to `SHOWN_CHARS` so a megabyte of input is not echoed back."""
-    text = repr(value)
-    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 3] + "..."
 
 
 def refuse(name: str, expected: str, value: Any, hint: str = "") -> UserError:
@@ -37,16 +30,6 @@ def text(value: Any, name: str) -> str:
     return value
 
 
-def _is_number(value: Any) -> bool:
-    """A finite int or float, not a bool; JSON's 400-digit integers included (they do not fit a float)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
 def _span(kind: str, lo: float | None, hi: float | None, above: bool) -> str:
     if lo is not None and hi is not None:
         return f"{kind} > {lo:g} and <= {hi:g}" if above else f"{kind} from {lo:g} to {hi:g}"
@@ -57,7 +40,7 @@ def _span(kind: str, lo: float | None, hi: float | None, above: bool) -> str:
 
 def number(value: Any, name: str, lo: float | None = None, hi: float | None = None, above: bool = False) -> float:
     """A finite number (not a bool, not text) in [lo, hi], or (lo, hi] with `above`."""
-    ok = _is_number(value) and (lo is None or (value > lo if above else value >= lo)) and (hi is None or value <= hi)
+    ok = finite_number(value) and (lo is None or (value > lo if above else value >= lo)) and (hi is None or value <= hi)
     if not ok:
         raise refuse(name, _span("a finite number", lo, hi, above), value)
     return float(value)
@@ -65,7 +48,7 @@ def number(value: Any, name: str, lo: float | None = None, hi: float | None = No
 
 def whole_number(value: Any, name: str, lo: int | None = None, hi: int | None = None, what: str | None = None) -> int:
     """An int, or a float that is one (JSON clients send 8.0), in [lo, hi]; `what` words the expectation."""
-    ok = _is_number(value) and float(value).is_integer() and (lo is None or value >= lo) and (hi is None or value <= hi)
+    ok = finite_number(value) and float(value).is_integer() and (lo is None or value >= lo) and (hi is None or value <= hi)
     if not ok:
         raise refuse(name, what or _span("a whole number", lo, hi, False), value)
     return int(value)
@@ -138,7 +121,7 @@ def strengths(value: Any, name: str = "strengths") -> dict[FeatureKey, float | N
     found: dict[FeatureKey, float | None] = {}
     for k, v in value.items():
         key = feature_key(k, name)
-        if v is not None and not _is_number(v):
+        if v is not None and not finite_number(v):
             raise refuse(f"{name}[{shown(k)}]", "a finite number, or null to switch the feature off", v)
         found[key] = v
     return found

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from steering.config import GenerationSettings
-from steering.service import inputs
-from steering.service.limits import clean_text
+from collections.abc import Mapping
+from typing import Any
 
-SEED_MAX = 2**63 - 1
-"""Largest seed torch takes; a negative seed means a random one."""
+from steering.config import GenerationSettings
+from steering.config.generation import SettingsError
+from steering.service import inputs
+from steering.service.limits import UserError, clean_text
+
+PAGE_NAMES = {"max_new_tokens": "Max new tokens", "temperature": "Temperature", "top_p": "Top-p",
+              "repetition_penalty": "Repetition penalty", "seed": "Seed"}
+"""The page's label for each generation setting (its sliders', and its messages')."""
 
 
 def plain_history(history) -> list[dict]:
@@ -17,14 +22,10 @@ def plain_history(history) -> list[dict]:
     return [t for t in turns if t["content"].strip()]
 
 
-def generation_settings(max_new_tokens, temperature, top_p, repetition_penalty, seed) -> GenerationSettings:
-    """Generation settings from sliders or API numbers, each checked by name; a seed that is None or below 0
-    means random."""
-    seed = None if seed is None else inputs.whole_number(seed, "seed", hi=SEED_MAX, what="a whole number (-1 for a random seed)")
-    return GenerationSettings(
-        max_new_tokens=inputs.whole_number(max_new_tokens, "max_new_tokens", lo=1),
-        temperature=inputs.number(temperature, "temperature", lo=0),
-        top_p=inputs.number(top_p, "top_p", lo=0, hi=1, above=True),
-        repetition_penalty=inputs.number(repetition_penalty, "repetition_penalty", lo=0, above=True),
-        seed=None if seed is None or seed < 0 else seed,
-    )
+def generation_settings(given: Mapping[str, Any], base: GenerationSettings,
+                        names: Mapping[str, str] | None = None) -> GenerationSettings:
+    """`GenerationSettings.parse` (the one parser and its limits), its refusal a `UserError` for the visitor."""
+    try:
+        return GenerationSettings.parse(given, base, names)
+    except SettingsError as exc:
+        raise UserError(str(exc)) from None

@@ -1,31 +1,48 @@
 """A visitor's steering setup, from a named-API call (`from_api`) or a share link, and the link that reproduces it.
 
-Link format (URL query parameters, each optional, each checked on its own):
+Link format (URL query parameters, each optional):
     s=L15:123=40,L15:7=off   strengths by feature key ("off" switches a feature off)
-    mode=clamp               one of MODES, or own (each feature's own mode)
-    m=L15:123=cap            a feature's own mode, by feature key
+    m=L15:123=clamp          each feature's own mode (one of MODES)
     c=L15:123=L15:9>2.5      a feature steered only where another fires above a threshold ("none": everywhere)
+    mode=clamp               one mode for every feature (older links; own: each feature's own)
     add=L15:99,L12:5         features the visitor added at run time
     tokens=200 temp=0.7 top_p=0.9 rep=1.1 seed=3|random
     compare=1                show the unsteered answer beside the steered one
-A bad parameter gives a warning and keeps that part of the defaults; parameters this format
-does not know (Spaces adds its own) are ignored.
+Every part is checked by the validators the API uses (`inputs`, `GenerationSettings.parse`); a bad part
+is named in a warning and the rest of the link still applies. Parameters starting with "__" belong to
+the host (Spaces adds its own) and are left alone; any other unknown parameter is named.
+
+A feature's mode is a `ModeChoice`: the mode's name and its parameters (none for add, clamp and pin), so a
+mode that needs parameters travels through the page, the API and links without a new field.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import urlencode
 
-from steering.config import MODES, Condition, ConfigError, GenerationSettings
+from steering.config import MODES, Condition, GenerationSettings
+from steering.config.generation import RANDOM_SEED, SettingsError, shown
 from steering.keys import FeatureKey
 from steering.service import inputs
+from steering.service.limits import UserError
 from steering.service.messages import generation_settings
 
 MAX_QUERY_CHARS = 2048
+LINK_NAMES = {"max_new_tokens": "tokens", "temperature": "temp", "top_p": "top_p", "repetition_penalty": "rep", "seed": "seed"}
+"""A link's parameter for each generation setting."""
+LINK_PARAMS = ("s", "m", "c", "mode", "add", *LINK_NAMES.values(), "compare")
+
+
+@dataclass(frozen=True)
+class ModeChoice:
+    """The mode one feature is steered with, and that mode's parameters (empty for add, clamp and pin)."""
+
+    mode: str
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -34,20 +51,26 @@ class SteeringSetup:
 
     strengths: Mapping[FeatureKey, float | None] = field(default_factory=dict)
     mode: str | None = None
-    """One mode for every feature; None: each feature's own (`modes`, else its configured one)."""
+    """One mode for every feature without a choice in `modes`; None: each feature's configured mode."""
     custom: tuple[FeatureKey, ...] = ()
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     compare: bool = False
-    modes: Mapping[FeatureKey, str] = field(default_factory=dict)
-    """The visitor's mode per feature, over the configured one."""
+    modes: Mapping[FeatureKey, ModeChoice] = field(default_factory=dict)
+    """The visitor's mode for a feature, over `mode` and the configured one."""
     conditions: Mapping[FeatureKey, Condition | None] = field(default_factory=dict)
     """The visitor's condition per feature, over the configured one (None: steer every position)."""
 
     def __post_init__(self) -> None:
         """Feature keys given as text (`"L15:3"`) or pairs become `FeatureKey`s, here and nowhere else."""
-        for name in ("strengths", "modes", "conditions"):
-            object.__setattr__(self, name, {FeatureKey.parse(k): v for k, v in getattr(self, name).items()})
+        object.__setattr__(self, "strengths", {FeatureKey.parse(k): v for k, v in self.strengths.items()})
         object.__setattr__(self, "custom", tuple(FeatureKey.parse(k) for k in self.custom))
+        object.__setattr__(self, "conditions", {FeatureKey.parse(k): v for k, v in self.conditions.items()})
+        object.__setattr__(self, "modes", {FeatureKey.parse(k): v if isinstance(v, ModeChoice) else ModeChoice(v)
+                                           for k, v in self.modes.items()})
+
+    def mode_of(self, key: FeatureKey, configured: str) -> ModeChoice:
+        """The mode feature `key` is steered with; `configured` is its mode in the config."""
+        return self.modes.get(key) or ModeChoice(self.mode or configured)
 
 
 def parse_key(text: str) -> FeatureKey:
@@ -55,138 +78,240 @@ def parse_key(text: str) -> FeatureKey:
     return FeatureKey.parse(text)
 
 
+def mode_choice(value: Any, name: str) -> ModeChoice:
+    """A mode by name, or `{"mode": name, ...parameters}`; add, clamp and pin take no parameters."""
+    if isinstance(value, Mapping):
+        params = {k: v for k, v in value.items() if k != "mode"}
+        mode = inputs.choice(value.get("mode"), f"{name}.mode", MODES)
+        if params:
+            raise UserError(f"{name}: mode {mode} takes no parameters, got {inputs.shown(params)}. Remove them.")
+        return ModeChoice(mode)
+    return ModeChoice(inputs.choice(value, name, MODES))
+
+
 def from_api(defaults: SteeringSetup, known: Callable[[tuple[FeatureKey, ...]], Sequence[FeatureKey]], strengths, mode,
-             add_features, generation: Sequence) -> SteeringSetup:
+             add_features, generation: Mapping[str, Any], modes=None) -> SteeringSetup:
     """The setup a named-API call describes, each argument checked by name; None keeps the default.
 
-    `known(added)` lists the features a strength may name (the configured ones and `added`): a strength for
-    any other is refused, since it would steer nothing while the caller believes it did.
-    A strength may be an object `{"strength": 40, "mode": "cap", "condition": {"feature": "L15:9", "above": 2}}`
-    that also sets that feature's own mode and condition.
+    `known(added)` lists the features a strength or a mode may name (the configured ones and `added`): any
+    other is refused, since it would steer nothing while the caller believes it did. A strength may be an
+    object `{"strength": 40, "mode": "cap", "condition": {"feature": "L15:9", "above": 2}}` that also sets
+    that feature's own mode and condition.
     """
     custom = inputs.feature_keys(add_features, "add_features")
     mode = inputs.choice("own" if mode is None else mode, "mode", (*MODES, "own"))
-    given, modes, conditions = inputs.feature_settings(strengths, None if mode == "own" else mode)
-    inputs.known_keys(list(given), list(known(custom)), "strengths", "add a feature with add_features first")
-    g = defaults.generation
-    own = (g.max_new_tokens, g.temperature, g.top_p, g.repetition_penalty, -1 if g.seed is None else g.seed)
-    settings = generation_settings(*(mine if value is None else value for value, mine in zip(generation, own, strict=True)))
+    given, inline, conditions = inputs.feature_settings(strengths, None if mode == "own" else mode)
+    here = list(known(custom))
+    inputs.known_keys(list(given), here, "strengths", "add a feature with add_features first")
+    chosen = _api_modes(modes)
+    both = sorted(set(inline) & set(chosen))
+    if both:
+        raise UserError(f"modes[{both[0]}]: the strength object of {both[0]} also sets its mode. Set it in one place.")
+    chosen |= {k: ModeChoice(m) for k, m in inline.items()}
+    inputs.known_keys(list(chosen), here, "modes", "add a feature with add_features first")
+    settings = generation_settings({k: v for k, v in generation.items() if v is not None}, defaults.generation)
     return replace(defaults, strengths=dict(defaults.strengths) | given, mode=None if mode == "own" else mode, custom=custom,
-                   generation=settings, modes=dict(defaults.modes) | modes, conditions=dict(defaults.conditions) | conditions)
+                   generation=settings, modes=dict(defaults.modes) | chosen,
+                   conditions=dict(defaults.conditions) | conditions)
 
 
-def to_query(setup: SteeringSetup, defaults: SteeringSetup) -> str:
-    """The query string for `setup`, naming only what differs from `defaults`."""
+def _api_modes(value: Any) -> dict[FeatureKey, ModeChoice]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise inputs.refuse("modes", 'an object of feature key -> mode, e.g. {"L15:3": "clamp"}', value)
+    return {inputs.feature_key(k, "modes"): mode_choice(v, f"modes[{inputs.shown(k)}]") for k, v in value.items()}
+
+
+def to_query(setup: SteeringSetup, defaults: SteeringSetup, configured: Callable[[FeatureKey], str] | None = None) -> str:
+    """The query string for `setup`, naming only what differs from `defaults`; `configured(key)` is a
+    feature's mode in the config (a mode equal to it is not written)."""
     params: dict[str, str] = {}
     changed = {k: v for k, v in setup.strengths.items() if defaults.strengths.get(k, 0.0) != v or k not in defaults.strengths}
     if changed:
         params["s"] = ",".join(f"{k}={'off' if v is None else _number(v)}" for k, v in changed.items())
-    if setup.mode != defaults.mode:
-        params["mode"] = setup.mode or "own"
-    modes = {k: m for k, m in setup.modes.items() if defaults.modes.get(k) != m}
-    if modes:
-        params["m"] = ",".join(f"{k}={m}" for k, m in modes.items())
+    own = {k: c for k, c in setup.modes.items() if configured is None or c != ModeChoice(setup.mode or configured(k))}
+    if own:
+        params["m"] = ",".join(f"{k}={c.mode}" + "".join(f";{p}={v}" for p, v in c.params.items()) for k, c in own.items())
     conditions = {k: c for k, c in setup.conditions.items() if k not in defaults.conditions or defaults.conditions[k] != c}
     if conditions:
-        params["c"] = ",".join(f"{k}={'none' if c is None else f'{c.feature}>{_number(c.above)}'}" for k, c in conditions.items())
+        params["c"] = ",".join(f"{k}={'none' if c is None else f'{c.feature}>{_number(c.above)}'}"
+                               for k, c in conditions.items())
+    if setup.mode != defaults.mode:
+        params["mode"] = setup.mode or "own"
     if setup.custom:
         params["add"] = ",".join(str(key) for key in setup.custom)
     g, d = setup.generation, defaults.generation
-    for name, attr in (("tokens", "max_new_tokens"), ("temp", "temperature"), ("top_p", "top_p"), ("rep", "repetition_penalty")):
+    for attr, name in LINK_NAMES.items():
         if getattr(g, attr) != getattr(d, attr):
-            params[name] = _number(getattr(g, attr))
-    if g.seed != d.seed:
-        params["seed"] = "random" if g.seed is None else str(g.seed)
+            value = getattr(g, attr)
+            params[name] = "random" if value is None else _number(value)
     if setup.compare != defaults.compare:
         params["compare"] = "1" if setup.compare else "0"
-    return urlencode(params, safe=":,=")
+    return urlencode(params, safe=":,=;")
 
 
-def from_query(params: Mapping[str, str], defaults: SteeringSetup, n_layers: int, d_sae: int | None) -> tuple[SteeringSetup, list[str]]:
-    """The setup a link describes, and warnings for every part that was ignored."""
-    warnings: list[str] = []
+def from_query(params: Mapping[str, str], defaults: SteeringSetup, n_layers: int, d_sae: int | None,
+               known: Callable[[tuple[FeatureKey, ...]], Sequence[FeatureKey]] | None = None) -> tuple[SteeringSetup, list[str]]:
+    """The setup a link describes, and a warning naming every part that was ignored, and why.
+
+    `known(added)` lists the features a strength or a mode may name (default: those in `defaults` and `added`).
+    """
     size = sum(len(str(k)) + len(str(v)) + 2 for k, v in params.items())
     if size > MAX_QUERY_CHARS:
         return defaults, [f"The share link is too long ({size} characters, limit {MAX_QUERY_CHARS}); the default setup is shown."]
-    setup = defaults
-
-    def warn(name: str, value: str, why: str) -> None:
-        shown = value if len(value) <= 60 else value[:57] + "..."
-        warnings.append(f"Share link parameter {name}={shown!r} was ignored: {why}.")
-
-    if "add" in params:
-        try:
-            custom = tuple(dict.fromkeys(_feature_in_range(parse_key(k), n_layers, d_sae) for k in params["add"].split(",") if k.strip()))
-            setup = replace(setup, custom=custom)
-        except ValueError as exc:
-            warn("add", params["add"], str(exc))
-    if "s" in params:
-        try:
-            strengths = dict(setup.strengths)
-            for item in params["s"].split(","):
-                key, _, value = item.partition("=")
-                strengths[_feature_in_range(parse_key(key), n_layers, d_sae)] = None if value.strip() == "off" else _finite(value)
-            setup = replace(setup, strengths=strengths)
-        except ValueError as exc:
-            warn("s", params["s"], str(exc))
+    link = _Link(params, n_layers, d_sae)
+    custom = tuple(dict.fromkeys(k for k in (link.feature(item, "add") for item in link.items("add")) if k is not None))
+    here = set(known(custom) if known is not None else [*defaults.strengths, *custom])
+    strengths, modes = dict(defaults.strengths), dict(defaults.modes)
+    for item in link.items("s"):
+        key, value = link.pair(item, "s", here)
+        if key is not None:
+            strength = link.strength(item, key, value)
+            if strength is not _BAD:
+                strengths[key] = strength
+    for item in link.items("m"):
+        key, value = link.pair(item, "m", here)
+        if key is not None:
+            choice = link.mode(item, value)
+            if choice is not None:
+                modes[key] = choice
+    conditions = dict(defaults.conditions)
+    for item in link.items("c"):
+        key, value = link.pair(item, "c", here)
+        if key is not None:
+            condition = link.condition(item, key, value)
+            if condition is not _BAD:
+                conditions[key] = condition
+    setup = replace(defaults, custom=custom, strengths=strengths, modes=modes, conditions=conditions)
     if "mode" in params:
-        if params["mode"] in MODES or params["mode"] == "own":
+        if params["mode"] in (*MODES, "own"):
             setup = replace(setup, mode=None if params["mode"] == "own" else params["mode"])
         else:
-            warn("mode", params["mode"], f"use one of {', '.join(MODES)}, own")
-    for name, read, attr in (("m", _mode, "modes"), ("c", _condition, "conditions")):
-        if name in params:
-            try:
-                found = dict(getattr(setup, attr))
-                for item in params[name].split(","):
-                    key, _, value = item.partition("=")
-                    key = _feature_in_range(parse_key(key), n_layers, d_sae)
-                    found[key] = read(value.strip(), key, n_layers, d_sae)
-                setup = replace(setup, **{attr: found})
-            except ValueError as exc:
-                warn(name, params[name], str(exc))
+            link.ignored(f"mode={params['mode']}", f"the mode must be one of {', '.join(MODES)} or own")
     gen = setup.generation
-    for name, attr, cast in (("tokens", "max_new_tokens", _int), ("temp", "temperature", _finite), ("top_p", "top_p", _finite), ("rep", "repetition_penalty", _finite), ("seed", "seed", _seed)):
+    for attr, name in LINK_NAMES.items():
         if name in params:
             try:
-                gen = replace(gen, **{attr: cast(params[name])})
-            except (ValueError, ConfigError) as exc:
-                warn(name, params[name], str(exc).splitlines()[-1])
+                gen = GenerationSettings.parse({attr: _link_number(params[name], name == "seed")}, gen, LINK_NAMES)
+            except SettingsError as exc:
+                link.ignored(f"{name}={params[name]}", str(exc).rstrip("."))
     setup = replace(setup, generation=gen)
     if "compare" in params:
         if params["compare"] in ("0", "1"):
             setup = replace(setup, compare=params["compare"] == "1")
         else:
-            warn("compare", params["compare"], "use 1 or 0")
-    return setup, warnings
+            link.ignored(f"compare={params['compare']}", "compare must be 1 (show the unsteered answer) or 0")
+    for name in params:
+        if name not in LINK_PARAMS and not str(name).startswith("__"):
+            link.ignored(f"{name}={params[name]}", f"it is not a share link parameter (they are {', '.join(LINK_PARAMS)})")
+    return setup, link.warnings
 
 
-def _feature_in_range(feature: FeatureKey, n_layers: int, d_sae: int | None) -> FeatureKey:
-    layer, index = feature
-    if layer >= n_layers:
-        raise ValueError(f"layer {layer} is outside this model (0..{n_layers - 1})")
-    if d_sae is not None and index >= d_sae:
-        raise ValueError(f"feature {index} is outside the SAE (0..{d_sae - 1})")
-    return feature
+_BAD = object()
 
 
-def _mode(text: str, key: FeatureKey, n_layers: int, d_sae: int | None) -> str:
-    if text not in MODES:
-        raise ValueError(f"{text!r} is not a mode; use one of {', '.join(MODES)}")
-    return text
+class _Link:
+    """One link being read: its parameters and the warnings so far."""
 
+    def __init__(self, params: Mapping[str, str], n_layers: int, d_sae: int | None):
+        self.params, self.n_layers, self.d_sae = params, n_layers, d_sae
+        self.warnings: list[str] = []
 
-def _condition(text: str, key: FeatureKey, n_layers: int, d_sae: int | None) -> Condition | None:
-    """`L15:9>2.5` (steer `key` where L15:9 fires above 2.5) or `none`."""
-    if text == "none":
+    def ignored(self, part: str, why: str) -> None:
+        self.warnings.append(f"The share link's {shown(part)} was ignored: {why}.")
+
+    def items(self, name: str) -> list[str]:
+        return [item for item in str(self.params.get(name, "")).split(",") if item.strip()]
+
+    def feature(self, text: str, name: str, part: str | None = None) -> FeatureKey | None:
+        """A feature key that exists in this model and SAE, or None with the part (default: the key) named."""
+        part = f"{name}={text if part is None else part}"
+        try:
+            key = FeatureKey.parse(text)
+        except ValueError:
+            self.ignored(part, f"{shown(text.strip())} is not a feature key: write {inputs.KEY_FORM}")
+            return None
+        if key.layer >= self.n_layers:
+            self.ignored(part, f"layer {key.layer} does not exist: this model has layers 0 to {self.n_layers - 1}")
+            return None
+        if self.d_sae is not None and key.index >= self.d_sae:
+            self.ignored(part, f"feature {key.index} does not exist: this SAE has features 0 to {self.d_sae - 1}")
+            return None
+        return key
+
+    def pair(self, item: str, name: str, here: set[FeatureKey]) -> tuple[FeatureKey | None, str]:
+        """`KEY=VALUE` with a key that names a feature of this page (configured, or added with add=)."""
+        text, sep, value = item.partition("=")
+        key = self.feature(text, name, item)
+        if key is not None and not sep:
+            example = {"s": "40", "m": "clamp", "c": "L15:9>2.5"}[name]
+            self.ignored(f"{name}={item}", f"write = and a value after the feature key, e.g. {name}={key}={example}")
+            return None, value
+        if key is not None and key not in here:
+            self.ignored(f"{name}={item}", f"{key} is not a feature of this page; add it with add={key} first")
+            return None, value
+        return key, value
+
+    def strength(self, item: str, key: FeatureKey, value: str) -> float | None | object:
+        if value.strip() == "off":
+            return None
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):
+            number = math.nan
+        if math.isfinite(number):
+            return number
+        self.ignored(f"s={item}", f"the strength of {key} must be a finite number or off, got {shown(value)}")
+        return _BAD
+
+    def mode(self, item: str, value: str) -> ModeChoice | None:
+        name, *params = value.split(";")
+        if name not in MODES:
+            self.ignored(f"m={item}", f"the mode must be one of {', '.join(MODES)}, got {shown(name)}")
+        elif params:
+            self.ignored(f"m={item}", f"mode {name} takes no parameters, got {shown(';'.join(params))}")
+        else:
+            return ModeChoice(name)
         return None
-    feature, sep, above = text.partition(">")
-    if not sep:
-        raise ValueError(f"{text!r} is not a condition; write FEATURE>THRESHOLD, e.g. L15:9>2.5, or none")
-    found = Condition(_feature_in_range(parse_key(feature), n_layers, d_sae), _finite(above))
-    if found.feature.layer > key.layer:
-        raise ValueError(f"{found.feature} is read after the steered layer {key.layer}")
-    return found
+
+
+    def condition(self, item: str, key: FeatureKey, value: str) -> Condition | None | object:
+        """`L15:9>2.5` (steer `key` where L15:9 fires above 2.5) or `none`."""
+        if value.strip() == "none":
+            return None
+        text, sep, above = value.partition(">")
+        if not sep:
+            self.ignored(f"c={item}", f"write FEATURE>THRESHOLD after the feature key, e.g. c={key}=L15:9>2.5, or none")
+            return _BAD
+        feature = self.feature(text, "c", item)
+        if feature is None:
+            return _BAD
+        if feature.layer > key.layer:
+            self.ignored(f"c={item}", f"{feature} is read at layer {feature.layer}, after the steered layer {key.layer}")
+            return _BAD
+        threshold = _link_number(above)
+        if not isinstance(threshold, (int, float)):
+            self.ignored(f"c={item}", f"the threshold must be a finite number, got {shown(above)}")
+            return _BAD
+        return Condition(feature, float(threshold))
+
+
+def _link_number(text: str, seed: bool = False) -> Any:
+    """A link's number as a number (a whole one as an int), for the validators; text that is none stays text,
+    so the validator's refusal shows it."""
+    text = text.strip()
+    if seed and text == "random":
+        return RANDOM_SEED
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if math.isfinite(value) else text
 
 
 def _number(value: float) -> str:
@@ -194,20 +319,3 @@ def _number(value: float) -> str:
     if isinstance(value, int) or float(value).is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(float(value))
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text!r} is not a finite number")
-    return value
-
-
-def _int(text: str) -> int:
-    if not re.fullmatch(r"\d{1,7}", text.strip()):
-        raise ValueError(f"{text!r} is not a whole number")
-    return int(text)
-
-
-def _seed(text: str) -> int | None:
-    return None if text.strip() == "random" else _int(text)

@@ -45,7 +45,7 @@ def sliders(service: DemoService, setup: SteeringSetup) -> list[Slider]:
         value = setup.strengths.get(f.key, f.strength if f.enabled else None)
         out.append(Slider(
             f.key, f.display_name, f.layer, f.index, lo, hi, f.strength if value is None else value, value is not None,
-            setup.mode or engine.config.feature_mode(f), norms[f.layer], f.key not in configured,
+            setup.mode_of(f.key, engine.config.feature_mode(f)).mode, norms[f.layer], f.key not in configured,
         ))
     return out
 

@@ -13,16 +13,16 @@ naming the field (`steering.features[0].strength`), the value and the fix; the s
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from steering.config import FeatureSpec, GenerationSettings
 from steering.service import inputs
 from steering.service.limits import UserError
+from steering.service.messages import generation_settings
 from steering.steer.plan import SteeringPlan
 
 MAX_FEATURES = 32
-MAX_TOKENS = 4096
 
 
 @dataclass
@@ -72,19 +72,15 @@ def _flag(value: Any, name: str) -> bool:
 
 
 def _settings(body: Mapping, base: GenerationSettings) -> GenerationSettings:
-    s = base
+    """The request's settings through the one parser (`GenerationSettings.parse`), under OpenAI's names; an
+    absent or null field keeps the config's value, except `seed: null`, which asks for a random seed."""
     tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if tokens is not None:
-        s = replace(s, max_new_tokens=inputs.whole_number(tokens, "max_tokens", 1, MAX_TOKENS))
-    if body.get("temperature") is not None:
-        s = replace(s, temperature=inputs.number(body["temperature"], "temperature", 0, 2))
-    if body.get("top_p") is not None:
-        s = replace(s, top_p=inputs.number(body["top_p"], "top_p", 0, 1, above=True))
-    if body.get("repetition_penalty") is not None:
-        s = replace(s, repetition_penalty=inputs.number(body["repetition_penalty"], "repetition_penalty", 0, 10, above=True))
+    given = {"max_new_tokens": tokens, **{k: body.get(k) for k in ("temperature", "top_p", "repetition_penalty")}}
+    given = {k: v for k, v in given.items() if v is not None}
     if "seed" in body:
-        s = replace(s, seed=None if body["seed"] is None else inputs.whole_number(body["seed"], "seed", 0, 2**63 - 1))
-    return s
+        given["seed"] = body["seed"]
+    names = {"max_new_tokens": "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"}
+    return generation_settings(given, base, names)
 
 
 def _plan(value: Any, engine) -> SteeringPlan:

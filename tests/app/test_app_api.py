@@ -75,6 +75,17 @@ def test_two_clients_with_different_steering_each_get_their_own(app_server):
     assert results == {"a": solo_a, "b": solo_b}
 
 
+def test_a_mode_per_feature_through_the_api(client):
+    """`modes` names a feature's own mode; the older `mode` for every feature still works and means the same."""
+    every = _chat(client, strengths={"L15:3": 60.0}, mode="clamp")
+    each = client.predict(ASK, None, {"L15:3": 60.0}, "own", None, 24, 0.0, None, None, None,
+                          {"L15:3": "clamp", "L15:4": "clamp"}, api_name="/chat")
+    assert each == every
+    pinned = client.predict(ASK, None, {"L15:3": 60.0}, "clamp", None, 24, 0.0, None, None, None, {"L15:3": "pin"}, api_name="/chat")
+    assert pinned == client.predict(ASK, None, {"L15:3": 60.0}, "own", None, 24, 0.0, None, None, None, {"L15:3": "pin"}, api_name="/chat")
+    assert pinned != every  # the feature's own mode wins over the mode for all
+
+
 def test_inspect_endpoint_equals_the_library_call(client, app_server, smollm2, tmp_path_factory):
     from tests.conftest import write_test_demo
 

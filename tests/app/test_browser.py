@@ -5,9 +5,13 @@ import time
 from pathlib import Path
 
 import pytest
+from gradio_client import Client
 from playwright.sync_api import expect
 
+from steering.config import MODES
 from tests.helpers import ROOT, browser_page
+
+ASK = "Tell me about the sea."
 
 ARTIFACTS = Path(os.environ.get("STEERING_ARTIFACTS", ROOT / "test-artifacts"))
 
@@ -26,7 +30,8 @@ def test_share_link_sets_the_controls_and_a_chat_streams(page, app_server):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.goto(f"{app_server}?s=L15:3=40&mode=clamp&compare=1&temp=0")
     expect(_number(page, "strength-0")).to_have_value("40", timeout=60000)
-    expect(page.locator("#mode input[value=clamp]")).to_be_checked()
+    expect(page.locator("#mode-0 input")).to_have_value("clamp")  # an older link's mode for every feature
+    expect(page.locator("#mode-1 input")).to_have_value("clamp")
     expect(page.locator("#compare input[type=checkbox]")).to_be_checked()
     expect(page.locator("#on-1 input[type=checkbox]")).to_be_checked()
 
@@ -58,13 +63,57 @@ def test_share_link_sets_the_controls_and_a_chat_streams(page, app_server):
     link = page.locator("#share-link textarea")
     page.wait_for_function("document.querySelector('#share-link textarea').value.includes('?')", timeout=30000)
     value = link.input_value()
-    assert "L15:3=40" in value and "L15:4=25" in value and "mode=clamp" in value and "compare=1" in value
+    assert "L15:3=40" in value and "L15:4=25" in value and "compare=1" in value
+    assert "m=L15:3=clamp" in value and "L15:4=clamp" not in value  # L15:4 is configured clamp
     page.screenshot(path=str(ARTIFACTS / "browser.png"), full_page=True)
 
 
-def test_bad_share_link_shows_a_warning_and_keeps_defaults(page, app_server):
-    page.goto(f"{app_server}?s=L15:3=abc&mode=sideways")
+def test_bad_share_link_names_every_ignored_part_and_keeps_defaults(page, app_server):
+    page.goto(f"{app_server}?s=L15:3=abc,L15:99999999=50&mode=sideways&temp=%00%ff")
     expect(page.get_by_text("was ignored").first).to_be_visible(timeout=60000)
+    for says in ("the strength of L15:3 must be a finite number or off, got 'abc'",
+                 "feature 99999999 does not exist: this SAE has features 0 to 255",
+                 "the mode must be one of add, clamp, pin or own",
+                 "temp must be a finite number from 0 to 2 (0 is greedy), got '\\x00\ufffd'"):
+        expect(page.get_by_text(says)).to_be_visible()
+    expect(page.get_by_text("could not convert")).to_have_count(0)
     expect(_number(page, "strength-0")).to_have_value("0")
-    expect(page.locator("#mode input[value=own]")).to_be_checked()
+    expect(page.locator("#mode-0 input")).to_have_value("add")
+
+
+def _answer(page) -> str:
+    return page.evaluate("""() => {
+        const answers = document.querySelectorAll('#steered-chat .bot-row .message-content');
+        return answers.length ? answers[answers.length - 1].innerText : '';
+    }""")
+
+
+def _choose(page, slot: int, mode: str) -> None:
+    """Pick `mode` in a feature's mode list with the mouse."""
+    page.click(f"#mode-{slot} input")
+    page.locator(f"#mode-{slot} li[role=option][aria-label='{mode}']").click()
+    expect(page.locator(f"#mode-{slot} input")).to_have_value(mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_mode_chosen_for_a_feature_takes_effect(page, app_server, mode):
+    """The answer after choosing `mode` for a feature (with the mouse, starting from another mode) is the API's
+    answer with that feature's own mode, and differs from the one with the mode it had before."""
+    before = next(m for m in MODES if m != mode)
+    client = Client(app_server, verbose=False)
+
+    def api(chosen):
+        return client.predict(ASK, None, {"L15:3": 30.0}, "own", None, 12, 0.0, None, None, None, {"L15:3": chosen},
+                              api_name="/chat")
+
+    expected = api(mode)
+    assert expected != api(before), f"{mode} and {before} answer alike here: the check would show nothing"
+    page.goto(f"{app_server}?s=L15:3=30&m=L15:3={before}&tokens=12&temp=0")
+    expect(page.locator("#mode-0 input")).to_have_value(before, timeout=60000)
+    _choose(page, 0, mode)
+    page.click("#message textarea")
+    page.keyboard.type(ASK)
+    page.keyboard.press("Enter")
+    expect(page.locator("#panel-note")).to_contain_text("over the words of your message", timeout=120_000)  # the answer has ended
+    assert " ".join(_answer(page).split()) == " ".join(expected.split())
     page.screenshot(path=str(ARTIFACTS / "browser-bad-link.png"))

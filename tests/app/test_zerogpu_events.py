@@ -1,18 +1,17 @@
 """On ZeroGPU only `@spaces.GPU` calls may touch the model: every event of the page, driven on the CPU.
 
 There, a function without the decorator has no GPU, and each decorated call runs in a fork that
-receives its arguments and sends back its results by pickling. This test imports `app.py` as a
-ZeroGPU Space would (`SPACES_ZERO_GPU` set, so no batching and no start-up forward) with
-`spaces.GPU` replaced by a recorder that marks its calls and pickles what crosses the fork, then
-calls every event handler the page has, and fails if a module forward or an SAE encode runs
-outside a GPU call, or if something that crosses the fork does not pickle.
+receives its arguments and sends back its results by pickling. This test builds the service and the
+page as `app.main` does on a ZeroGPU Space (`open_service(..., zerogpu=True)`: no batching and no
+start-up forward), with a recorder in place of `spaces.GPU` that marks its calls and pickles what
+crosses the fork, then calls every event handler the page has, and fails if a module forward or an
+SAE encode runs outside a GPU call, or if something that crosses the fork does not pickle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import importlib.util
 import inspect
 import pickle
 import sys
@@ -82,15 +81,12 @@ class Recorder:
 
 @pytest.fixture(scope="module")
 def zerogpu_app():
-    import spaces  # read its settings before SPACES_ZERO_GPU is set: the real ZeroGPU mode needs a device API
-
+    from app import build_demo
     from steering.sae import core
+    from steering.service.start import open_service
 
     rec = Recorder()
     patch = pytest.MonkeyPatch()
-    patch.setenv("SPACES_ZERO_GPU", "true")
-    patch.setenv("STEERING_CONFIG", str(ROOT / "demo.yaml"))
-    patch.setattr(spaces, "GPU", rec.gpu)
     original_pre = core.SAE.pre_activation
 
     def pre_activation(self, x):
@@ -100,49 +96,52 @@ def zerogpu_app():
     patch.setattr(core.SAE, "pre_activation", pre_activation)
     handle = torch.nn.modules.module.register_module_forward_pre_hook(
         lambda module, args: rec.touch(f"forward of {type(module).__name__}"))
-    spec = importlib.util.spec_from_file_location("zerogpu_app", ROOT / "app.py")
-    app = importlib.util.module_from_spec(spec)
-    sys.modules["zerogpu_app"] = app
+    service = None
     try:
-        spec.loader.exec_module(app)
-        yield app, rec
+        service = open_service(ROOT / "demo.yaml", zerogpu=True, gpu=rec.gpu)
+        yield build_demo(service, gpu=rec.gpu), service, rec
     finally:
         handle.remove()
         patch.undo()
-        sys.modules.pop("zerogpu_app", None)
-        app.ENGINE.close()
+        if service is not None:
+            service.engine.close()
 
 
-def sample_inputs(app, fn) -> list:
-    """What the page would send to `fn`: each input component's value, with the text boxes filled in."""
-    by_id = {"message": MESSAGE, "concept": "the ocean", "phrase": "the ocean"}
-    values = []
-    for block in fn.inputs:
-        label = getattr(block, "label", None) or ""
-        value = getattr(block, "value", None)
-        if getattr(block, "elem_id", None) in by_id:
-            value = by_id[block.elem_id]
-        elif label in ("Positive prompts", "Prompts"):
-            value = "I love football.\nThe match was great."
-        elif label == "Negative prompts":
-            value = "The weather is mild.\nI read a book."
-        elif label in ("Feature index",):
-            value = 5
-        elif label == "Max new tokens":
-            value = 3
-        if type(block).__name__ == "State" and value == "":
-            value = MESSAGE  # the last message sent, which the inspector panel reads
-        values.append(value)
-    return values
+BY_ID = {"message": MESSAGE, "concept": "the ocean", "phrase": "the ocean"}
+
+
+def sample_value(block):
+    """What the page would send from `block`: its value, with the text boxes filled in."""
+    label = getattr(block, "label", None) or ""
+    value = getattr(block, "value", None)
+    if getattr(block, "elem_id", None) in BY_ID:
+        return BY_ID[block.elem_id]
+    if label in ("Positive prompts", "Prompts"):
+        return "I love football.\nThe match was great."
+    if label == "Negative prompts":
+        return "The weather is mild.\nI read a book."
+    if label == "Feature index":
+        return 5
+    if getattr(block, "elem_id", None) == "max_new_tokens":
+        return 3
+    if type(block).__name__ == "Textbox" and not block.visible:
+        return MESSAGE  # the last message sent, which the inspector panel reads
+    return value
+
+
+def sample_args(fn) -> list:
+    """The arguments Gradio would call `fn` with: one dict by component for an event given a set of inputs."""
+    values = [sample_value(b) for b in fn.inputs]
+    return [dict(zip(fn.inputs, values))] if fn.inputs_as_dict else values
 
 
 def handler_name(fn) -> str:
     return getattr(fn, "__name__", None) or handler_name(fn.func)  # functools.partial has no name of its own
 
 
-def run(fn, args):
+def run(fn, args, kwargs=None):
     """Call an event handler as Gradio would, to its end: generators and async ones drained."""
-    out = fn(*args)
+    out = fn(*args, **(kwargs or {}))
     if inspect.isasyncgen(out):
         async def drain():
             return [item async for item in out]
@@ -152,68 +151,74 @@ def run(fn, args):
     return list(out) if inspect.isgenerator(out) else out
 
 
+def request(query=None):
+    return types.SimpleNamespace(session_hash="zerogpu-test", query_params=query or {})
+
+
+def event_name(fn) -> str:
+    """The handler's name; a named endpoint's as `/name` (the page has handlers of the same names)."""
+    return f"/{fn.api_name}" if fn.api_visibility == "public" else handler_name(fn.fn)
+
+
 def test_every_event_keeps_model_work_inside_gpu_calls(zerogpu_app):
-    app, rec = zerogpu_app
-    assert app.ON_ZEROGPU and not app.ENGINE.batcher.batching
+    demo, service, rec = zerogpu_app
+    assert not service.engine.batcher.batching
     assert rec.outside == [], "model work at start-up, where ZeroGPU has no GPU"
-    assert app.ENGINE.norms.known == {}, "typical norms measured at start-up"
+    assert service.engine.norms.known == {}, "typical norms measured at start-up"
+    events = [fn for fn in demo.fns.values() if fn.fn is not None]
+    load = next(fn for fn in events if event_name(fn) == "load")
 
     rec.current = "page load"
-    run(app.on_load, [types.SimpleNamespace(query_params={"add": f"L{app.ENGINE.inspector_layer}:7"})])
+    run(load.fn, [request({"add": f"L{service.engine.inspector_layer}:7"})])
     assert rec.outside == [], f"model work outside a @spaces.GPU call: {sorted(set(rec.outside))}"
-    assert rec.gpu_calls["measure_norms"] == 1 and app.ENGINE.norms.known
+    assert rec.gpu_calls["measure"] == 1 and service.engine.norms.known
 
     done, failed = set(), {}
-    for fn in app.demo.fns.values():
-        if fn.fn is None:
-            continue
-        name = handler_name(fn.fn)
+    for fn in events:
+        name = event_name(fn)
         rec.current = f"event {name}"
-        args = sample_inputs(app, fn)
+        args, kwargs = sample_args(fn), {}
         if name == "token_features":
             args = [[[[7, "x", 1.0]]], types.SimpleNamespace(index=0, value=["Tell", None])]
         elif name == "pick_row":
             args = [types.SimpleNamespace(index=[0, 0]), [[11, "x", 1.0]]]
-        elif name == "on_load":
-            args = [types.SimpleNamespace(query_params={})]
-        elif name.startswith("api_"):
-            args = api_args(app, name)
+        elif name == "load":
+            args = [request()]
+        elif name in API_ARGS:
+            args = API_ARGS[name](service)
+        if name != "load" and "request" in inspect.signature(fn.fn).parameters:
+            kwargs = {"request": request()}
         try:
-            run(fn.fn, args)
+            run(fn.fn, args, kwargs)
         except Exception as exc:  # a handler refusing a sample is fine; model work outside a GPU call is not
             failed[name] = f"{type(exc).__name__}: {exc}"
         done.add(name)
 
     assert rec.outside == [], f"model work outside a @spaces.GPU call: {sorted(set(rec.outside))}"
-    events = {handler_name(fn.fn) for fn in app.demo.fns.values() if fn.fn is not None}
-    assert done == events
-    for gpu_event in ("respond", "inspect_panel", "run_concept", "run_differential", "run_scan", "api_chat", "api_inspect",
-                      "steer_phrase"):
-        assert rec.gpu_calls[gpu_event] >= 1, f"{gpu_event} never ran as a GPU call"
-        assert gpu_event not in failed, failed[gpu_event]
-    for cpu_event in ("add_custom", "reset_defaults", "share_query", "show_contexts", "show_card", "slot_card", "token_features"):
-        assert cpu_event not in failed, failed[cpu_event]
+    assert {"answer", "stop", "clear", "inspect_panel", "load", *API_ARGS} <= done
+    for gpu_call in ("_chat_stream", "_panel", "_phrase", "<lambda>", "scan", "chat", "inspect", "differential",
+                     "concept_search"):
+        assert rec.gpu_calls[gpu_call] >= 1, f"{gpu_call} never ran as a GPU call: {dict(rec.gpu_calls)}"
+    assert not failed, failed
     assert rec.inside > 0
-    assert rec.gpu_calls["measure_norms"] == 1, "norms measured again although the page process kept them"
+    assert rec.gpu_calls["measure"] == 1, "norms measured again although the page process kept them"
 
 
-def api_args(app, name: str) -> list:
-    key = str(app.ENGINE.features[0].key)
-    return {
-        "api_chat": [MESSAGE, [], {key: 10.0}, "own", None, 3],
-        "api_inspect": [MESSAGE, 5],
-        "api_differential": ["I love football.\nGoal!", "The weather is mild.\nA quiet day.", 5],
-        "api_scan": ["I love football.\nGoal!", 5],
-        "api_concept_search": ["the ocean", 5],
-        "api_status": [],
-    }[name]
+API_ARGS = {
+    "/chat": lambda s: [MESSAGE, [], {str(s.engine.features[0].key): 10.0}, "own", None, 3],
+    "/inspect": lambda s: [MESSAGE, 5],
+    "/differential": lambda s: ["I love football.\nGoal!", "The weather is mild.\nA quiet day.", 5],
+    "/scan": lambda s: ["I love football.\nGoal!", 5],
+    "/concept_search": lambda s: ["the ocean", 5],
+    "/status": lambda s: [],
+}
 
 
 def test_the_recorder_catches_a_forward_outside_a_gpu_call(zerogpu_app):
-    app, rec = zerogpu_app
+    _, service, rec = zerogpu_app
     before = len(rec.outside)
     rec.current = "the check"
-    app.ENGINE.model(input_ids=torch.tensor([[1, 2, 3]]))
+    service.engine.model(input_ids=torch.tensor([[1, 2, 3]]))
     assert len(rec.outside) > before
     del rec.outside[before:]
 

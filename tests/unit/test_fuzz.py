@@ -73,13 +73,15 @@ def test_parse_config_near_valid_input(data):
 
 # ---- share links -------------------------------------------------------------------------------
 
-PARAMS = ["s", "mode", "add", "tokens", "temp", "top_p", "rep", "seed", "compare"]
+PARAMS = ["s", "m", "mode", "add", "tokens", "temp", "top_p", "rep", "seed", "compare"]
 keys = st.builds(lambda layer, index: f"L{layer}:{index}", st.integers(0, 40), st.integers(0, 300))
 number = st.one_of(st.integers(-10**8, 10**8).map(str), st.floats(-1e6, 1e6, allow_nan=False).map(repr),
                    st.sampled_from(["nan", "inf", "-inf", "1e999", "0x10", "", " ", "random", "off", "1", "0"]))
 values = {
     "s": st.lists(st.builds(lambda k, v: f"{k}={v}", keys, number), min_size=1, max_size=4).map(",".join),
     "add": st.lists(keys, min_size=1, max_size=4).map(",".join),
+    "m": st.lists(st.builds(lambda k, m: f"{k}={m}", keys, st.sampled_from(["add", "clamp", "pin", "own", "x;y=1", ""])),
+                  min_size=1, max_size=4).map(",".join),
     "mode": st.sampled_from(["add", "clamp", "pin", "own", "sideways", ""]),
     "tokens": number, "temp": number, "top_p": number, "rep": number, "seed": number, "compare": number,
 }
@@ -97,7 +99,7 @@ def _close(a: SteeringSetup, b: SteeringSetup) -> bool:
         return x == y
 
     return (a.strengths.keys() == b.strengths.keys() and all(near(a.strengths[k], b.strengths[k]) for k in a.strengths)
-            and a.mode == b.mode and a.custom == b.custom and a.compare == b.compare
+            and a.mode == b.mode and a.modes == b.modes and a.custom == b.custom and a.compare == b.compare
             and all(near(x, y) for x, y in zip(a.generation.to_dict().values(), b.generation.to_dict().values())))
 
 
@@ -216,8 +218,8 @@ def test_clean_text_refuses_non_text_with_a_user_error(value):
         clean_text(value)
 
 
-def test_share_link_with_seven_digit_tokens_round_trips():
-    setup, warnings = from_query({"tokens": "1234567"}, DEFAULTS, n_layers=30, d_sae=256)
+def test_share_link_with_the_largest_tokens_and_seed_round_trips():
+    setup, warnings = from_query({"tokens": "16384", "seed": str(2**63 - 1)}, DEFAULTS, n_layers=30, d_sae=256)
     assert warnings == []
     again, warnings = from_query(dict(parse_qsl(to_query(setup, DEFAULTS))), DEFAULTS, n_layers=30, d_sae=256)
     assert warnings == [] and again == setup

@@ -52,12 +52,12 @@ def _vectors(config):
 
 
 @pytest.fixture(scope="session")
-def app_module(configs, tmp_path_factory):
-    """app.py imported on a `backend: vllm` copy of demo.yaml: its engine is the suite's one vLLM engine."""
-    import importlib
-    import sys
-
+def app_service(configs, tmp_path_factory):
+    """The app's service (`open_service`, as `app.main` builds it) on a `backend: vllm` copy of demo.yaml: its
+    engine is the suite's one vLLM engine."""
     import yaml
+
+    from steering.service.start import open_service
 
     served = configs[1]
     data = served.to_dict()
@@ -65,18 +65,24 @@ def app_module(configs, tmp_path_factory):
     data["vectors"] = str(served.vectors_path())
     path = tmp_path_factory.mktemp("vllm") / "demo-vllm.yaml"
     path.write_text(yaml.safe_dump(data))
-    os.environ["STEERING_CONFIG"] = str(path)
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    sys.path.insert(0, str(ROOT))
-    app = importlib.import_module("app")
-    assert app.ENGINE.backend.name == "vllm"
-    yield app
-    app.ENGINE.close()
+    service = open_service(path)
+    assert service.engine.backend.name == "vllm"
+    yield service
+    service.engine.close()
 
 
 @pytest.fixture(scope="session")
-def vllm_engine(app_module):
-    return app_module.ENGINE
+def app_demo(app_service):
+    """The page and the named API over that service (`app.build_demo`)."""
+    from app import build_demo
+
+    return build_demo(app_service)
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(app_service):
+    return app_service.engine
 
 
 @pytest.fixture(scope="session")

@@ -14,11 +14,11 @@ CHAT_REST = ("own", None, 24, 0.0, None, None, None)  # mode, add_features, max_
 
 
 @pytest.fixture(scope="module")
-def client(app_module):
+def client(app_demo):
     port = free_port()
-    _, url, _ = app_module.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    _, url, _ = app_demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     yield Client(url, verbose=False)
-    app_module.demo.close()
+    app_demo.close()
 
 
 def test_chat_streams_a_steered_answer_equal_to_the_engine_s(client, vllm_engine):
@@ -55,10 +55,10 @@ def test_the_inspector_reads_the_engine(client):
     assert "dog" in labels or "pupp" in labels, labels
 
 
-def test_compare_mode_gives_the_steered_and_the_plain_answer_side_by_side(app_module, vllm_engine):
+def test_compare_mode_gives_the_steered_and_the_plain_answer_side_by_side(app_service, vllm_engine):
     from dataclasses import replace
 
-    service = app_module.SERVICE
+    service = app_service
     key = str(vllm_engine.features[0].key)
     setup = replace(service.setup_from_api({key: vllm_engine.features[0].strength}, "own", None, 24, 0.0, None, None, None), compare=True)
     last = None

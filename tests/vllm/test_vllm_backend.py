@@ -194,11 +194,11 @@ def test_output_scores_from_the_engine_equal_the_transformers_ones(hf_engine, vl
     assert int(got.score.argmax()) == int(ref.score.argmax()) == 1  # the music feature
 
 
-def test_concept_search_on_the_engine_equals_the_transformers_one(app_module, hf_engine):
+def test_concept_search_on_the_engine_equals_the_transformers_one(app_service, hf_engine):
     from steering.inspection.feature_info import load_feature_info
     from steering.service.demo import DemoService
 
-    got = app_module.SERVICE.concept_search("music", n=5)
+    got = app_service.concept_search("music", n=5)
     ref = DemoService(hf_engine, info=load_feature_info(hf_engine.config)).concept_search("music", n=5)
     assert len(got) == len(ref) == 5 and got[0]["index"] == ref[0]["index"]
     by_index = {r["index"]: r for r in ref}

@@ -91,7 +91,7 @@ def test_ignored_keys_only_at_top_level():
 
 def test_bad_generation_through_flat_alias():
     msg = errors({"model": "m", "temperature": -1})
-    assert "generation.temperature: must be >= 0" in msg
+    assert "generation.temperature: must be a finite number from 0 to 2 (0 is greedy), got -1." in msg
 
 
 def test_bad_clamp_intensity():

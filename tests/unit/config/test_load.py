@@ -203,7 +203,7 @@ def test_sae_section_errors():
 @pytest.mark.parametrize(
     "gen, path, fix",
     [
-        ({"max_new_tokens": 0}, "generation.max_new_tokens", "use a value >= 1"),
+        ({"max_new_tokens": 0}, "generation.max_new_tokens", "use a value from 1 to 16384"),
         ({"max_new_tokens": 10.5}, "generation.max_new_tokens", "write a whole number"),
         ({"max_new_tokens": True}, "generation.max_new_tokens", "write a whole number"),
         ({"temperature": -0.1}, "generation.temperature", "use 0 for greedy"),
@@ -212,7 +212,7 @@ def test_sae_section_errors():
         ({"top_p": 0}, "generation.top_p", "use a value such as 0.9"),
         ({"top_p": 1.5}, "generation.top_p", "use a value such as 0.9"),
         ({"repetition_penalty": 0}, "generation.repetition_penalty", "use 1.0 for no penalty"),
-        ({"seed": -1}, "generation.seed", "or null for a random seed"),
+        ({"seed": -2}, "generation.seed", "or null for a random seed"),
         ({"seed": 1.5}, "generation.seed", "or null for a random seed"),
         ({"seed": "42"}, "generation.seed", "without quotes: 42"),
     ],
@@ -393,8 +393,8 @@ def test_one_bad_feature_value_is_one_problem():
 @pytest.mark.parametrize(
     "data, line",
     [
-        (cfg(generation={"top_p": 0}), "generation.top_p: must satisfy 0 < top_p <= 1, got 0."),
-        (cfg(top_p=0), "generation.top_p: must satisfy 0 < top_p <= 1, got 0."),
+        (cfg(generation={"top_p": 0}), "generation.top_p: must be a finite number > 0 and <= 1 (1 turns nucleus sampling off), got 0."),
+        (cfg(top_p=0), "generation.top_p: must be a finite number > 0 and <= 1 (1 turns nucleus sampling off), got 0."),
         (cfg(sae={"source": "x", "format": "gguf"}), "sae.format: must be one of"),
         (cfg(mode="nudge"), "mode: must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap, got 'nudge'"),
         (cfg(device="gpu"), "device: must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
@@ -446,7 +446,7 @@ def test_whole_config_checks_wait_for_the_parts():
 
 
 def test_problems_from_every_part_in_one_error():
-    found = problems({"model": 5, "sae": {"source": ""}, "features": [[-1, 2]], "generation": {"seed": -1}, "dtype": "fp8", "zz": 1})
+    found = problems({"model": 5, "sae": {"source": ""}, "features": [[-1, 2]], "generation": {"seed": -2}, "dtype": "fp8", "zz": 1})
     assert [p.split(":")[0] for p in found] == ["zz", "sae.source", "features[0].layer", "generation.seed", "model", "dtype"]
 
 

@@ -127,7 +127,8 @@ def test_every_problem_of_a_dataclass_at_once():
     with pytest.raises(ConfigError) as info:
         GenerationSettings(max_new_tokens=0, temperature=-1, top_p=2, repetition_penalty=0, seed="4")
     assert len(info.value.problems) == 5
-    assert info.value.problems[-1] == "generation.seed: expected a whole number or null, got '4' (a string). Fix: write it without quotes: 4, or null for a random seed each time"
+    assert info.value.problems[-1] == ("generation.seed: must be a whole number from -1 to 9223372036854775807 (-1 for a random "
+                                       "seed each time), got '4' (a string). Fix: write it without quotes: 4, or null for a random seed each time")
     with pytest.raises(ConfigError) as info:
         SAESpec("", format="gguf", path="", revision=1, k=0)
     assert [p.split(":")[0] for p in info.value.problems] == ["sae.k", "sae.source", "sae.format", "sae.path", "sae.revision"]

@@ -7,6 +7,7 @@ from steering.keys import FeatureKey
 from steering.service.limits import UserError
 from steering.service.setup import (
     MAX_QUERY_CHARS,
+    ModeChoice,
     SteeringSetup,
     from_api,
     from_query,
@@ -51,37 +52,76 @@ def test_link_names_only_what_differs():
     assert q == "s=L15:3=40"
 
 
-@pytest.mark.parametrize("params, name, why", [
-    ({"s": "L15:3=abc"}, "s", "could not convert"),
-    ({"s": "L15:3=nan"}, "s", "not a finite number"),
-    ({"s": "L15:3=inf"}, "s", "not a finite number"),
-    ({"s": "L99:3=1"}, "s", "layer 99 is outside this model (0..29)"),
-    ({"s": "L15:999=1"}, "s", "feature 999 is outside the SAE (0..255)"),
-    ({"s": "15:3=1"}, "s", "is not a feature key: write L, the layer, a colon and the feature index, e.g. L15:123"),
-    ({"add": "L1.5:3"}, "add", "is not a feature key"),
-    ({"mode": "sideways"}, "mode", "use one of add, clamp, pin, norm_add, angular, angular_adaptive, cap, own"),
-    ({"tokens": "-5"}, "tokens", "is not a whole number"),
-    ({"tokens": "0"}, "tokens", "max_new_tokens"),
-    ({"temp": "-1"}, "temp", "temperature"),
-    ({"top_p": "2"}, "top_p", "top_p"),
-    ({"seed": "1e9"}, "seed", "is not a whole number"),
-    ({"compare": "yes"}, "compare", "use 1 or 0"),
-    ({"m": "L15:3=spin"}, "m", "'spin' is not a mode; use one of add, clamp, pin, norm_add, angular, angular_adaptive, cap"),
-    ({"c": "L15:3=L15:9"}, "c", "is not a condition; write FEATURE>THRESHOLD, e.g. L15:9>2.5, or none"),
-    ({"c": "L15:3=L16:9>1"}, "c", "L16:9 is read after the steered layer 15"),
-    ({"c": "L15:3=L15:9>x"}, "c", "could not convert"),
-    ({"c": "L15:3=L15:999>1"}, "c", "feature 999 is outside the SAE"),
+@pytest.mark.parametrize("params, part, why", [
+    ({"s": "L15:3=abc"}, "s=L15:3=abc", "the strength of L15:3 must be a finite number or off, got 'abc'"),
+    ({"s": "L15:3=nan"}, "s=L15:3=nan", "must be a finite number or off, got 'nan'"),
+    ({"s": "L15:3=inf"}, "s=L15:3=inf", "must be a finite number or off, got 'inf'"),
+    ({"s": "L15:3="}, "s=L15:3=", "must be a finite number or off, got ''"),
+    ({"s": "L15:3"}, "s=L15:3", "write = and a value after the feature key, e.g. s=L15:3=40"),
+    ({"s": "L99:3=1"}, "s=L99:3=1", "layer 99 does not exist: this model has layers 0 to 29"),
+    ({"s": "L15:999=1"}, "s=L15:999=1", "feature 999 does not exist: this SAE has features 0 to 255"),
+    ({"s": "L15:99999999=50"}, "s=L15:99999999=50", "feature 99999999 does not exist: this SAE has features 0 to 255"),
+    ({"s": "L15:7=50"}, "s=L15:7=50", "L15:7 is not a feature of this page; add it with add=L15:7 first"),
+    ({"s": "15:3=1"}, "s=15:3=1", "'15:3' is not a feature key: write L, the layer, a colon and the feature index, e.g. L15:123"),
+    ({"s": "\x00\ufffd"}, "s=\x00\ufffd", "'\\x00\ufffd' is not a feature key: write L, the layer"),
+    ({"add": "L1.5:3"}, "add=L1.5:3", "'L1.5:3' is not a feature key"),
+    ({"m": "L15:3=sideways"}, "m=L15:3=sideways", "the mode must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap, got 'sideways'"),
+    ({"m": "L15:3=clamp;x=1"}, "m=L15:3=clamp;x=1", "mode clamp takes no parameters, got 'x=1'"),
+    ({"mode": "sideways"}, "mode=sideways", "the mode must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap or own"),
+    ({"tokens": "-5"}, "tokens=-5", "tokens must be a whole number from 1 to 16384, got -5"),
+    ({"tokens": "0"}, "tokens=0", "tokens must be a whole number from 1 to 16384, got 0"),
+    ({"tokens": "many"}, "tokens=many", "tokens must be a whole number from 1 to 16384, got 'many'"),
+    ({"temp": "-1"}, "temp=-1", "temp must be a finite number from 0 to 2 (0 is greedy), got -1"),
+    ({"temp": ""}, "temp=", "temp must be a finite number from 0 to 2 (0 is greedy), got ''"),
+    ({"top_p": "2"}, "top_p=2", "top_p must be a finite number > 0 and <= 1"),
+    ({"rep": "0"}, "rep=0", "rep must be a finite number > 0 and <= 2"),
+    ({"seed": "1.5"}, "seed=1.5", "seed must be a whole number from -1 to 9223372036854775807"),
+    ({"compare": "yes"}, "compare=yes", "compare must be 1 (show the unsteered answer) or 0"),
+    ({"sd": "L15:3=4"}, "sd=L15:3=4", "it is not a share link parameter (they are s, m, c, mode, add, tokens, temp, top_p, rep, seed, compare)"),
+    ({"c": "L15:3=L15:9"}, "c=L15:3=L15:9", "write FEATURE>THRESHOLD after the feature key, e.g. c=L15:3=L15:9>2.5, or none"),
+    ({"c": "L15:3=L16:9>1"}, "c=L15:3=L16:9>1", "L16:9 is read at layer 16, after the steered layer 15"),
+    ({"c": "L15:3=L15:9>x"}, "c=L15:3=L15:9>x", "the threshold must be a finite number, got 'x'"),
+    ({"c": "L15:3=L15:999>1"}, "c=L15:3=L15:999>1", "feature 999 does not exist: this SAE has features 0 to 255"),
 ])
-def test_bad_parameters_warn_and_keep_the_defaults(params, name, why):
+def test_each_bad_part_is_named_in_the_pages_words_and_the_defaults_kept(params, part, why):
     setup, warnings = from_query(params, DEFAULTS, n_layers=30, d_sae=256)
     assert setup == DEFAULTS
-    assert len(warnings) == 1 and f"parameter {name}=" in warnings[0] and why in warnings[0]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"The share link's {part!r}"[:40]) and why in warnings[0] and warnings[0].endswith(".")
+    assert "Traceback" not in warnings[0] and "could not convert" not in warnings[0]
 
 
 def test_good_parameters_survive_beside_bad_ones():
     setup, warnings = from_query({"s": "L15:3=12", "mode": "nope", "temp": "0.3", "__theme": "dark"}, DEFAULTS, 30, 256)
     assert setup.strengths[FeatureKey(15, 3)] == 12.0 and setup.generation.temperature == 0.3 and setup.mode is None
     assert len(warnings) == 1 and "mode" in warnings[0]
+
+
+def test_each_bad_item_of_a_list_is_named_and_the_good_ones_kept():
+    setup, warnings = from_query({"s": "L15:3=12,L15:99999999=50,L15:4=x,L15:4=off"}, DEFAULTS, 30, 256)
+    assert setup.strengths == {FeatureKey(15, 3): 12.0, FeatureKey(15, 4): None}
+    assert len(warnings) == 2 and "L15:99999999" in warnings[0] and "'x'" in warnings[1]
+
+
+def test_a_strength_for_an_added_feature_needs_it_added():
+    setup, warnings = from_query({"add": "L15:7", "s": "L15:7=5", "m": "L15:7=pin"}, DEFAULTS, 30, 256)
+    assert warnings == [] and setup.strengths[FeatureKey(15, 7)] == 5.0 and setup.modes[FeatureKey(15, 7)] == ModeChoice("pin")
+
+
+def test_per_feature_modes_round_trip_and_a_configured_mode_is_not_written():
+    configured = {FeatureKey(15, 3): "add", FeatureKey(15, 4): "clamp"}
+    setup = SteeringSetup(strengths=DEFAULTS.strengths, modes={"L15:3": "pin", "L15:4": "clamp"})
+    query = to_query(setup, DEFAULTS, configured.__getitem__)
+    assert query == "m=L15:3=pin"
+    got, warnings = from_query({"m": "L15:3=pin"}, DEFAULTS, 30, 256)
+    assert warnings == [] and got.mode_of(FeatureKey(15, 3), "add") == ModeChoice("pin")
+    assert got.mode_of(FeatureKey(15, 4), "clamp") == ModeChoice("clamp")
+
+
+def test_a_features_own_mode_wins_over_the_mode_for_all():
+    setup = SteeringSetup(mode="clamp", modes={"L15:3": "pin"})
+    assert setup.mode_of(FeatureKey(15, 3), "add").mode == "pin" and setup.mode_of(FeatureKey(15, 4), "add").mode == "clamp"
+    assert SteeringSetup().mode_of(FeatureKey(15, 4), "add").mode == "add"
 
 
 def test_oversized_link_is_refused_whole():
@@ -101,8 +141,11 @@ def _known(added):
     return [FeatureKey(15, 3), FeatureKey(15, 4), *added]
 
 
-def _api(strengths=None, mode="own", add=None, generation=(None,) * 5):
-    return from_api(DEFAULTS, _known, strengths, mode, add, generation)
+NAMES = ("max_new_tokens", "temperature", "top_p", "repetition_penalty", "seed")
+
+
+def _api(strengths=None, mode="own", add=None, generation=(None,) * 5, modes=None):
+    return from_api(DEFAULTS, _known, strengths, mode, add, dict(zip(NAMES, generation)), modes)
 
 
 def test_api_arguments_left_unset_keep_the_defaults():
@@ -112,6 +155,8 @@ def test_api_arguments_left_unset_keep_the_defaults():
     assert setup.strengths == {FeatureKey(15, 3): 0.0, FeatureKey(15, 4): None, FeatureKey(15, 99): 2.5}
     assert setup.mode == "clamp" and setup.custom == (FeatureKey(15, 99),)
     assert setup.generation == GenerationSettings(8, 0.0, DEFAULTS.generation.top_p, DEFAULTS.generation.repetition_penalty, 5)
+    setup = _api(mode="clamp", modes={"L15:3": "pin", "L15:4": {"mode": "add"}})
+    assert setup.mode == "clamp" and setup.modes == {FeatureKey(15, 3): ModeChoice("pin"), FeatureKey(15, 4): ModeChoice("add")}
 
 
 def test_api_strength_objects_set_a_features_own_mode_and_condition():
@@ -160,10 +205,14 @@ def test_api_strength_for_a_feature_not_here_is_refused_naming_the_valid_ones(st
     ({"add": 3}, "add_features must be a list of feature keys"),
     ({"mode": "bogus"}, "mode must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap, own, got 'bogus'."),
     ({"mode": 3}, "mode must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap, own, got 3."),
-    ({"generation": (None, None, None, None, "abc")}, "seed must be a whole number (-1 for a random seed), got 'abc'."),
-    ({"generation": ("8", None, None, None, None)}, "max_new_tokens must be a whole number >= 1, got '8'."),
-    ({"generation": (None, float("inf"), None, None, None)}, "temperature must be a finite number >= 0, got inf."),
-    ({"generation": (None, None, float("nan"), None, None)}, "top_p must be a finite number > 0 and <= 1, got nan."),
+    ({"generation": (None, None, None, None, "abc")}, "seed must be a whole number from -1 to 9223372036854775807 (-1 for a random seed each time), got 'abc'."),
+    ({"generation": ("8", None, None, None, None)}, "max_new_tokens must be a whole number from 1 to 16384, got '8'."),
+    ({"generation": (None, float("inf"), None, None, None)}, "temperature must be a finite number from 0 to 2 (0 is greedy), got inf."),
+    ({"generation": (None, None, float("nan"), None, None)}, "top_p must be a finite number > 0 and <= 1 (1 turns nucleus sampling off), got nan."),
+    ({"modes": {"L15:3": "sideways"}}, "modes['L15:3'] must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap, got 'sideways'."),
+    ({"modes": {"L15:3": {"mode": "clamp", "above": 2}}}, "modes['L15:3']: mode clamp takes no parameters, got {'above': 2}. Remove them."),
+    ({"modes": {"L15:9": "clamp"}}, "modes names L15:9, which is not a feature here."),
+    ({"modes": ["clamp"]}, "modes must be an object of feature key -> mode"),
 ])
 def test_bad_api_arguments_are_refused_by_name(kwargs, message):
     with pytest.raises(UserError) as info:
