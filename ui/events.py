@@ -20,7 +20,8 @@ from steering.service.answers import Answers
 from steering.service.demo import ChatUpdate, DemoService
 from steering.service.errors import visitor_message
 from steering.service.limits import UserError
-from steering.service.setup import SteeringSetup, from_query, to_query
+from steering.service.links import from_query, to_query
+from steering.service.setup import SteeringSetup
 from ui.controls import MAX_SLOTS
 from ui.layout import Card, ChatTab, InspectorTab
 

@@ -16,11 +16,12 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import torch
 
-from steering.config import MODE_INFO, Condition, FeatureSpec
+from steering.config import MODE_INFO, FeatureSpec
 from steering.engine import Engine
 from steering.keys import FeatureKey
 from steering.sae import SAEFormatError
 from steering.service import inputs
+from steering.service.conditions import check_condition
 from steering.service.errors import log, visitor_message
 from steering.service.inspector import Inspection
 from steering.service.limits import (
@@ -166,7 +167,7 @@ class DemoService(Inspection):
                 raise UserError(f"Feature {key.index} is outside the SAE: use 0 to {d_sae - 1}.")
         for key, condition in setup.conditions.items():
             if condition is not None:
-                self._check_condition(key, condition)
+                check_condition(self.engine, key, condition)
         features = {f.key: f for f in self.features_for(setup)}
         strengths: dict[FeatureKey, float | None] = {}
         for key, value in setup.strengths.items():
@@ -192,22 +193,6 @@ class DemoService(Inspection):
                                 f"{', '.join(pinned)}.")
         generation, note = cap_generation(setup.generation, self.limits)
         return replace(setup, strengths=strengths, modes=modes, generation=generation), notices + note
-
-    def _check_condition(self, key: FeatureKey, condition: Condition) -> None:
-        """A condition on feature `key` this demo can read: an SAE, its feature inside it, not after `key`'s layer."""
-        c = condition.feature
-        if self.engine.config.sae is None:
-            raise UserError(f"The condition on {key} reads {c} by the SAE's encoder, and this demo has no SAE: remove it.")
-        if c.layer > key.layer:
-            raise UserError(f"The condition on {key} reads {c} at layer {c.layer}, after the steered layer {key.layer}: "
-                            f"use a feature at layer {key.layer} or earlier.")
-        try:
-            width = self.engine.sae_width(c.layer)
-        except Exception as exc:  # no SAE for that layer: the server's paths stay in the log
-            log.warning("condition feature %s unavailable: %s", c, exc)
-            raise UserError(f"The condition on {key} reads {c}, but this demo has no SAE at layer {c.layer}.") from None
-        if not 0 <= c.index < width:
-            raise UserError(f"The condition on {key} reads {c}, outside the SAE of layer {c.layer}: use 0 to {width - 1}.")
 
     def setup_from_controls(self, setup: SteeringSetup, compare: bool, generation: Mapping[str, Any],
                             values: Sequence, enabled: Sequence, modes: Sequence) -> SteeringSetup:

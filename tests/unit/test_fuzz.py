@@ -20,7 +20,8 @@ from hypothesis.extra import numpy as hnp
 
 from steering.config import ConfigError, DemoConfig, GenerationSettings, parse_config
 from steering.service.limits import Limits, UserError, check_message, clean_text
-from steering.service.setup import SteeringSetup, from_query, to_query
+from steering.service.links import from_query, to_query
+from steering.service.setup import SteeringSetup
 from steering.steer import math as steer_math
 
 BUDGET = settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])

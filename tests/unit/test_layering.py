@@ -71,19 +71,15 @@ LAYERS = (
     ("package", ("steering",), ("base",)),  # steering/__init__.py: names loaded on first use, by string
     ("offline", ("steering.offline",), ("base", "config", "model", "sae", "steer", "generate", "backends",
                                         "inspection", "engine", "service")),
-    ("app", ("app",), ("base", "config", "service")),
+    ("app", ("app", "ui"), ("base", "config", "service")),
 )
 # (importing module, imported module) -> why it is allowed for now. Emptied as the reasons go.
-KNOWN_EXCEPTIONS = {
-    ("app", "steering"): "app.py builds the Engine at import; it becomes build_demo(service)",
-    ("app", "steering.generate.stoppable"): "app.py wraps answers in `cancellable` itself; it moves behind the service",
-    ("app", "steering.inspection.feature_info"): "app.py loads the feature data itself; it moves behind the service",
-}
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
 KNOWN_CYCLES = {
     ("steering.offline.axbench", "steering.offline.axbench_cli", "steering.offline.axbench_pick"):
         "the evaluation's function-level imports; it becomes steering/offline/eval/ with one direction",
 }
-KNOWN_LONG = {"app.py": "the layout in one file; it becomes build_demo(service) and small UI modules"}
+KNOWN_LONG: dict[str, str] = {}
 # Import name -> distribution name, where they differ.
 DISTRIBUTIONS = {"yaml": "pyyaml"}
 MAX_LINES = 300
@@ -145,7 +141,7 @@ def module_name(path: Path, root: Path = ROOT) -> str:
 
 
 def all_modules() -> dict[str, Path]:
-    return {module_name(p): p for p in [*sorted(PACKAGE.rglob("*.py")), APP]}
+    return {module_name(p): p for p in [*sorted(PACKAGE.rglob("*.py")), *app_files()]}
 
 
 def layer_of(module: str) -> str:

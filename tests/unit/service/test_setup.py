@@ -1,19 +1,12 @@
-"""steering.service.setup: share links (round trip, warnings, size limit), named-API calls and feature keys; exact expectations."""
+"""steering.service.setup and links: share links (round trip, warnings, size limit), named-API calls and feature keys; exact expectations."""
 
 import pytest
 
 from steering.config import Condition, GenerationSettings
 from steering.keys import FeatureKey
 from steering.service.limits import UserError
-from steering.service.setup import (
-    MAX_QUERY_CHARS,
-    ModeChoice,
-    SteeringSetup,
-    from_api,
-    from_query,
-    parse_key,
-    to_query,
-)
+from steering.service.links import MAX_QUERY_CHARS, from_query, to_query
+from steering.service.setup import ModeChoice, SteeringSetup, from_api, parse_key
 
 DEFAULTS = SteeringSetup(strengths={"L15:3": 0.0, "L15:4": 10.0}, generation=GenerationSettings())
 
@@ -163,7 +156,7 @@ def test_api_strength_objects_set_a_features_own_mode_and_condition():
     setup = _api({"L15:3": {"strength": 70, "mode": "angular_adaptive", "condition": {"feature": "L15:9", "above": 1}},
                   "L15:4": {"strength": None, "condition": None}})
     assert setup.strengths == {FeatureKey(15, 3): 70.0, FeatureKey(15, 4): None} and setup.mode is None
-    assert setup.modes == {FeatureKey(15, 3): "angular_adaptive"}
+    assert setup.modes == {FeatureKey(15, 3): ModeChoice("angular_adaptive")}
     assert setup.conditions == {FeatureKey(15, 3): Condition(FeatureKey(15, 9), 1.0), FeatureKey(15, 4): None}
     assert _api({"L15:3": {"strength": 170}}, mode="angular").strengths[FeatureKey(15, 3)] == 170.0
 
