@@ -4,7 +4,7 @@ Layout and event wiring only; the work is in `steering.service.demo`. Runs as a 
 on ZeroGPU (`spaces.GPU` is a no-op elsewhere) and as `python app.py` on a laptop CPU.
 Environment: STEERING_CONFIG (default demo.yaml), STEERING_CONCURRENCY (default 4),
 STEERING_BATCH_WINDOW_MS (default 15; 0 turns batching off), STEERING_MAX_NEW_TOKENS (server cap,
-default 512), PORT / GRADIO_SERVER_PORT.
+default 512), STEERING_MAX_QUEUE (requests waiting at most, default 64), PORT / GRADIO_SERVER_PORT.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from steering.config import MODES
 from steering.generate.stoppable import cancellable
 from steering.inspection.labels import load_feature_info
 from steering.service import views
+from steering.service.admission import Admission
 from steering.service.demo import DemoService
 from steering.service import inputs
 from steering.service.errors import visitor_message
@@ -34,6 +35,7 @@ from steering.service.inspector import DEFAULT_MAX_DENSITY
 from steering.service.inputs import arguments, whole_number
 from steering.service.limits import Limits, UserError
 from steering.service.setup import SteeringSetup, from_query, to_query
+from ui.patch_busy_queue import busy_queue
 
 log = logging.getLogger("steering.app")
 
@@ -50,6 +52,7 @@ MAX_SLOTS = 12
 CONFIG = os.environ.get("STEERING_CONFIG", "demo.yaml")
 LIMITS = Limits(max_new_tokens=int(os.environ.get("STEERING_MAX_NEW_TOKENS", "512")))
 CONCURRENCY = int(os.environ.get("STEERING_CONCURRENCY", "4"))
+MAX_QUEUE = int(os.environ.get("STEERING_MAX_QUEUE", "64"))
 ON_ZEROGPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")  # each call is its own process there
 ENGINE = Engine.from_config(  # loaded once, at import (ZeroGPU moves it to the GPU per call)
     CONFIG, batching=not ON_ZEROGPU, batch_window_s=float(os.environ.get("STEERING_BATCH_WINDOW_MS", "15")) / 1000,
@@ -64,7 +67,8 @@ def measure_norms(layers: tuple[int, ...]) -> dict[int, float]:
     return ENGINE.norms.measure(layers)
 
 
-SERVICE = DemoService(ENGINE, LIMITS, load_feature_info(ENGINE.config), measure_norms=measure_norms)
+SERVICE = DemoService(ENGINE, LIMITS, load_feature_info(ENGINE.config), measure_norms=measure_norms,
+                      admission=Admission(MAX_QUEUE, workers=CONCURRENCY))
 DEFAULTS = SERVICE.defaults()
 if not ON_ZEROGPU:  # measured now, not on the first visitor's page load; on ZeroGPU no forward may run here
     SERVICE.norms(SERVICE.features_for(DEFAULTS))
@@ -546,7 +550,8 @@ with gr.Blocks(title="Steering with SAE features") as demo:
     gr.api(api_concept_search, api_name="concept_search")
     gr.api(api_status, api_name="status", queue=False)
 
-demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
+demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
+busy_queue(SERVICE.busy_message)  # a full queue says when to come back
 
 
 def quiet_when_idle(queue_class) -> None:
