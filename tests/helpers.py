@@ -77,11 +77,11 @@ def free_port() -> int:
 
 
 def start_app(demo: Path, env: dict | None = None, timeout_s: float = 300, argv: list[str] | None = None,
-              poll_s: float = 0.5) -> tuple[subprocess.Popen, str, Path]:
+              poll_s: float = 0.5, log_path: Path | None = None) -> tuple[subprocess.Popen, str, Path]:
     """`python app.py` (or `python *argv`) serving `demo` on a free loopback port; returns (process, URL,
-    log path) once it answers, checking every `poll_s`."""
+    log path: `log_path`, else app.log beside `demo`) once it answers, checking every `poll_s`."""
     port = free_port()
-    log_path = demo.parent / "app.log"
+    log_path = log_path or demo.parent / "app.log"
     full_env = {**os.environ, "STEERING_CONFIG": str(demo), "PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
                 "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log_path, "w") as log:

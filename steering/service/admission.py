@@ -5,9 +5,11 @@ Used twice: the app's queue, full, answers a new chat with `busy_message` (Gradi
 steering server counts the requests it holds itself (`enter`, then the place's `leave`; a 429 with `Retry-After`
 when full).
 
-The estimate of when a place frees: the median duration of the last `kept` requests divided by the requests that
-run at once (`workers`), rounded up to whole seconds, at least 1: `ceil(median(durations) / workers)`. Before any
-request has finished, `typical_s` stands in for the median.
+The estimate of when a place frees: with `workers` requests in progress, each lasting about the median duration of
+the last `kept` ones, one of them ends every median / workers seconds (Little's law), so
+`ceil(median(durations) / workers)`, at least 1 s. The app passes the chats it runs at once (a place in its queue
+frees when one of them ends); the server its limit (when full, that many are in progress). Before any request has
+finished, `typical_s` stands in for the median.
 """
 
 from __future__ import annotations

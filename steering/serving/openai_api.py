@@ -34,7 +34,7 @@ def create_app(engine, api_key: str | None = None, max_requests: int = MAX_REQUE
     app = FastAPI(title="steering: OpenAI-compatible steered chat")
     if api_key is not None:
         require_key(app, api_key)
-    admission = Admission(max_requests, workers=_workers(engine))
+    admission = Admission(max_requests, workers=max_requests)  # full, one of them ends every median / limit
     app.include_router(engine_router(engine, admission))  # what an app with backend: remote calls
 
     @app.get("/health")
@@ -68,11 +68,6 @@ def create_app(engine, api_key: str | None = None, max_requests: int = MAX_REQUE
         return JSONResponse(_completion(chat, "".join(pieces), finish))
 
     return app
-
-
-def _workers(engine) -> int:
-    """Answers the engine decodes at once: vLLM's `max_num_seqs`; the transformers backend runs each in a thread."""
-    return engine.config.vllm.max_num_seqs if engine.backend == "vllm" else 4
 
 
 async def _released(pieces: AsyncIterator, place: Place) -> AsyncIterator:

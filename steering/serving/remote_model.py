@@ -55,7 +55,8 @@ def check_answer(server: str, path: str, resp: httpx.Response) -> None:
     if resp.status_code == 200:
         return
     if resp.status_code == 429:
-        raise _Busy(int(resp.headers.get("Retry-After", "5")))
+        wait = resp.headers.get("Retry-After", "")
+        raise _Busy(int(wait) if wait.isdigit() else 5)  # seconds; a date (also allowed) counts as 5
     if resp.status_code in UNAVAILABLE:
         raise _Unavailable(f"answered {resp.status_code}")
     if resp.status_code == 401:
