@@ -32,7 +32,7 @@ def visitor_message(exc: BaseException) -> str:
         return OUT_OF_MEMORY
     if isinstance(exc, (UserError, ValueError)):
         return scrub_paths(str(exc))
-    if isinstance(exc, ConnectionError):  # a steering server gone or busy (serving.routing): one line, no traceback
+    if isinstance(exc, ConnectionError):  # a steering server gone or busy (backends.routing): one line, no traceback
         log.warning("%s: %s", type(exc).__name__, exc)
         return scrub_paths(str(exc))
     if isinstance(exc, KeyError) and exc.args:

@@ -1,13 +1,13 @@
 """The engine's own operations over HTTP, for an app that uses remote steering servers (`backend: remote`):
 generate from token ids under a plan, read residuals, score directions. Mounted by `openai_api.create_app`
-beside the OpenAI routes; `remote_model` is the client side.
+beside the OpenAI routes; `steering.backends.remote` is the client side.
 
     POST /v1/steering/generate     {"prompt_token_ids", "steering": plan payload | null, "settings"} -> SSE of
                                    {"token_ids", "text"} ... {"finished": true, "cached_tokens"}
     POST /v1/steering/residuals    {"prompts": [[ids]], "layer", "steering"} -> {"residuals": [{"shape", "data"}]}
     POST /v1/steering/output_scores {"layer", "directions", "prompts", "strength", "tokens"} -> {"score", "base"}
     GET  /v1/steering/info         the model, its layer count and the requests served so far
-Tensors travel as base64 float32 (little-endian) with their shape. A generation's stream carries a comment line
+Tensors travel as `wire` encodes them. A generation's stream carries a comment line
 every `HEARTBEAT_S` while no token comes (queued, or a slow step), so a client tells a silent server from a busy
 one; past the server's admission limit `/generate` answers 429 with `Retry-After`, before anything starts.
 """
@@ -15,29 +15,19 @@ one; past the server's admission limit `/generate` answers 429 with `Retry-After
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from typing import Any
 
 import torch
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.background import BackgroundTasks
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from steering.config import GenerationSettings
+from steering.backends.payload import from_payload
 from steering.generate.decode import Request as EngineRequest
 from steering.service.admission import Admission, Full
-from steering.serving.payload import from_payload
-
-
-def encode_tensor(t: torch.Tensor) -> dict:
-    t = t.detach().float().contiguous().cpu()
-    return {"shape": list(t.shape), "data": base64.b64encode(t.numpy().astype("<f4").tobytes()).decode()}
-
-
-def decode_tensor(d: dict) -> torch.Tensor:
-    raw = bytearray(base64.b64decode(d["data"]))
-    return torch.frombuffer(raw, dtype=torch.float32).reshape(d["shape"]).clone()
+from steering.serving.wire import decode_tensor, encode_tensor
 
 
 HEARTBEAT_S = 5.0

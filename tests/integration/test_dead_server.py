@@ -17,7 +17,7 @@ import pytest
 
 from steering.service.demo import DemoService
 from steering.service.errors import visitor_message
-from steering.serving.routing import AnswerLost, ranked
+from steering.backends.routing import AnswerLost, ranked
 from tests.integration.servers import remote_engine
 
 TOKENS = 20

@@ -14,8 +14,8 @@ import torch
 
 from steering.config import GenerationSettings
 from steering.generate.decode import Request
-from steering.serving.remote_model import RemoteDecoder, RemoteModel
-from steering.serving.routing import AnswerLost, Busy, NoServer, Ring, chat_id, ranked
+from steering.backends.remote import RemoteDecoder, RemoteModel
+from steering.backends.routing import AnswerLost, Busy, NoServer, Ring, chat_id, ranked
 
 SERVERS = ["http://a:1", "http://b:1", "http://c:1"]
 

@@ -22,12 +22,12 @@ import httpx
 import torch
 from torch import Tensor
 
+from steering.backends.payload import to_payload
+from steering.backends.routing import AnswerLost, Busy, NoServer, Ring, chat_id
+from steering.backends.served import ServedModel, tokenizer_for
 from steering.generate.decode import InFlight, Request
 from steering.serving.auth import bearer, key_from_env
-from steering.serving.engine_api import decode_tensor, encode_tensor
-from steering.serving.payload import to_payload
-from steering.serving.routing import AnswerLost, Busy, NoServer, Ring, chat_id
-from steering.serving.served_model import ServedModel, tokenizer_for
+from steering.serving.wire import decode_tensor, encode_tensor
 
 ROUTES_KEPT = 1000
 CONNECT_S = 3.0
