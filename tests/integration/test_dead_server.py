@@ -54,10 +54,11 @@ def turn(service: DemoService, history: list[dict], message: str, seed: int,
 
 
 def test_a_killed_server_costs_no_new_chat_or_next_turn(service, server_pool, caplog):
-    engine, victim = service.engine, 0
+    engine = service.engine
     first_server = lambda opening: ranked(server_pool.urls, engine.request(opening).chat_key)[0]  # noqa: E731
-    on_victim = {o for o in OPENINGS if first_server(o) == server_pool.urls[victim]}
-    assert len(on_victim) >= 3, "chats must start on the victim"
+    firsts = [first_server(o) for o in OPENINGS]
+    victim = max(range(3), key=lambda i: firsts.count(server_pool.urls[i]))  # the one most chats start on: 4 or more
+    on_victim = {o for o, s in zip(OPENINGS, firsts) if s == server_pool.urls[victim]}
     spare = [o for o in (f"Another question {i}: what should I call my {i}th plant?" for i in range(60))
              if first_server(o) == server_pool.urls[victim]][:3]  # new chats that start on the victim
     outcomes: dict[str, list] = {}
