@@ -6,11 +6,12 @@ opens the service from a config and launches: `python app.py` on a laptop CPU, a
 on Hugging Face (ZeroGPU: `spaces.GPU` wraps the model work and is a no-op elsewhere).
 
     python app.py [--config demo.yaml] [--port 7860] [--host 127.0.0.1] [--concurrency 4]
-                  [--batch-window-ms 15] [--max-new-tokens 512]
+                  [--batch-window-ms 15] [--max-new-tokens 512] [--max-queue 64]
 
 Each option falls back to an environment variable (how a Space is configured): STEERING_CONFIG,
 PORT / GRADIO_SERVER_PORT, GRADIO_SERVER_NAME, STEERING_CONCURRENCY, STEERING_BATCH_WINDOW_MS (0 turns
-batching off), STEERING_MAX_NEW_TOKENS (this server's cap on an answer).
+batching off), STEERING_MAX_NEW_TOKENS (this server's cap on an answer), STEERING_MAX_QUEUE (chats waiting at
+most; past it a new chat is told at once when to come back).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import spaces
 from steering.service.demo import DemoService
 from steering.service.limits import Limits
 from steering.service.start import open_service
-from ui import patch_api_arguments, patch_quiet_queue
+from ui import patch_api_arguments, patch_busy_queue, patch_quiet_queue
 from ui.api import Api
 from ui.events import Page
 from ui.layout import chat_tab, inspector_tab
@@ -50,7 +51,7 @@ slider, send a message, and compare with the unsteered answer. The inspector sho
 your message."""
 
 
-def build_demo(service: DemoService, *, gpu: Callable = spaces.GPU, concurrency: int = 4,
+def build_demo(service: DemoService, *, gpu: Callable = spaces.GPU, concurrency: int = 4, max_queue: int = 64,
                space_id: str | None = None) -> gr.Blocks:
     """The page and the named API over `service`; `gpu` wraps the model work (`spaces.GPU`)."""
     with gr.Blocks(title="Steering with SAE features") as demo:
@@ -71,8 +72,9 @@ def build_demo(service: DemoService, *, gpu: Callable = spaces.GPU, concurrency:
         wire_inspector_tab(page)
         page_event(demo.load, page.load, None, page.controls.outputs)
     patch_api_arguments.apply(demo, api.is_endpoint)
-    demo.queue(default_concurrency_limit=concurrency, max_size=64)
+    demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
     patch_quiet_queue.apply(demo)
+    patch_busy_queue.apply(demo, service.busy_message)  # a full queue says when to come back
     return demo
 
 
@@ -147,11 +149,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=int(env("STEERING_CONCURRENCY", "4")))
     parser.add_argument("--batch-window-ms", type=float, default=float(env("STEERING_BATCH_WINDOW_MS", "15")))
     parser.add_argument("--max-new-tokens", type=int, default=int(env("STEERING_MAX_NEW_TOKENS", "512")))
+    parser.add_argument("--max-queue", type=int, default=int(env("STEERING_MAX_QUEUE", "64")))
     args = parser.parse_args(argv)
     zerogpu = env("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")  # each GPU call is its own process there
     service = open_service(args.config, Limits(max_new_tokens=args.max_new_tokens), zerogpu=zerogpu,
-                           concurrency=args.concurrency, batch_window_s=args.batch_window_ms / 1000, gpu=spaces.GPU)
-    demo = build_demo(service, concurrency=args.concurrency, space_id=env("SPACE_ID"))
+                           concurrency=args.concurrency, batch_window_s=args.batch_window_ms / 1000, gpu=spaces.GPU,
+                           max_queue=args.max_queue)
+    demo = build_demo(service, concurrency=args.concurrency, max_queue=args.max_queue, space_id=env("SPACE_ID"))
     load_matplotlib()
     demo.launch(server_name=args.host, server_port=args.port, max_file_size="1mb")
 

@@ -95,16 +95,16 @@ def on_test_backend(demo: Path) -> Path:
 
 
 def start_app(demo: Path, env: dict | None = None, timeout_s: float = 900, argv: list[str] | None = None,
-              poll_s: float = 0.5, flags: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str, Path]:
+              poll_s: float = 0.5, flags: tuple[str, ...] = (), log_path: Path | None = None) -> tuple[subprocess.Popen, str, Path]:
     """`python app.py` (or `python *argv`) serving `demo` on a free loopback port, on `TEST_BACKEND`, configured
-    by its command-line options (`--config`, `--port`, `--host`, then `flags`); returns (process, URL, log path)
+    by its command-line options (`--config`, `--port`, `--host`, then `flags`); returns (process, URL, log path: `log_path`, else app.log beside `demo`)
     once it answers, checking every `poll_s` (`timeout_s`: a bound for a loaded machine; the app answers as soon
     as it has started)."""
     port = free_port()
     launched = on_test_backend(demo)
     if launched != demo:
         demo, argv = launched, argv or LAUNCHERS[TEST_BACKEND]
-    log_path = demo.parent / "app.log"
+    log_path = log_path or demo.parent / "app.log"
     full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
     command = [sys.executable, *(argv or ["app.py"]), "--config", str(demo), "--port", str(port), "--host", "127.0.0.1", *flags]
     with open(log_path, "w") as log:

@@ -52,6 +52,26 @@ _GEN_KEYS = ("max_new_tokens", "temperature", "top_p", "repetition_penalty", "se
 _FEATURE_EXAMPLE = "write [15, 21576, 8.0] or {layer: 15, index: 21576, strength: 8.0}"
 
 _T = TypeVar("_T")
+_SECRET_KEYS = ("api_key", "apikey", "key", "token", "hf_token", "password")
+"""Keys a config could be tempted to hold a secret under: refused with the environment variable to use instead."""
+
+
+def _secret(key: Any) -> str:
+    """A config file is committed (a Space shows it): secrets go in environment variables (a Space's secrets)."""
+    var = "HF_TOKEN" if str(key).lower() == "hf_token" else "STEERING_API_KEY"
+    return (f"{key}: a key does not belong in the config file (it is committed, and a Space shows its files). "
+            f"Fix: remove it and set the environment variable {var} instead (on a Space: a secret).")
+
+
+def _secrets_in_urls(servers: Any) -> list[str]:
+    """A server URL with a user or password in it (http://user:key@host) is a key in the file too."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(servers, list):
+        return []
+    return [f"servers[{i}]: the URL carries a user or password. Fix: write the URL without it and set the "
+            "environment variable STEERING_API_KEY to the servers' key instead (on a Space: a secret)."
+            for i, url in enumerate(servers) if isinstance(url, str) and "@" in urlsplit(url).netloc]
 
 
 def parse_config(data: Mapping, base_dir: Path = Path(".")) -> DemoConfig:
@@ -61,7 +81,9 @@ def parse_config(data: Mapping, base_dir: Path = Path(".")) -> DemoConfig:
     """
     if not isinstance(data, Mapping):
         raise ConfigError(problem("(top level)", "expected a mapping of keys to values", data, f"start the file with model: {DEFAULT_MODEL}"))
-    problems = [unknown_key("", k, _TOP_KEYS, tuple(ALIASES)) for k in data if k not in _TOP_KEYS and k not in LEGACY_KEYS]
+    problems = [_secret(k) if str(k).lower() in _SECRET_KEYS else unknown_key("", k, _TOP_KEYS, tuple(ALIASES))
+                for k in data if k not in _TOP_KEYS and k not in LEGACY_KEYS]
+    problems += _secrets_in_urls(data.get("servers"))
     data, legacy_problems = to_canonical(data)
     problems += legacy_problems
     if "model" not in data:

@@ -12,6 +12,7 @@ one batch throughout). With `window_s = 0` every group runs at once on its own t
 from __future__ import annotations
 
 import threading
+from collections import deque
 from typing import Callable, Sequence
 
 from steering.generate.decode import Request
@@ -24,7 +25,7 @@ class _Forming:
 
 
 class Batcher:
-    """Hands groups of requests to `run` (see the module docstring); `batch_sizes` records each batch."""
+    """Hands groups of requests to `run` (see the module docstring); `batch_sizes` records the last 1000 batches."""
 
     def __init__(self, run: Callable[[Sequence[Request]], None], window_s: float = 0.0, max_batch: int = 1):
         if max_batch < 1:
@@ -34,7 +35,7 @@ class Batcher:
         self.run, self.window_s, self.max_batch = run, window_s, max_batch
         self._lock = threading.Lock()
         self._forming: _Forming | None = None
-        self.batch_sizes: list[int] = []
+        self.batch_sizes: deque[int] = deque(maxlen=1000)  # bounded: a server runs for months
 
     @property
     def batching(self) -> bool:

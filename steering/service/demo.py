@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import queue
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
@@ -22,6 +23,7 @@ from steering.keys import FeatureKey
 from steering.sae import SAEFormatError
 from steering.service import inputs
 from steering.service.conditions import check_condition
+from steering.service.admission import Admission
 from steering.service.errors import log, visitor_message
 from steering.service.inspector import Inspection
 from steering.service.limits import (
@@ -62,8 +64,10 @@ class DemoService(Inspection):
     one wrapped in `spaces.GPU`, so that on ZeroGPU no event outside a GPU call touches the model."""
 
     def __init__(self, engine: Engine, limits: Limits = Limits(), info: FeatureInfo | None = None,
-                 measure_norms: Callable[[tuple[int, ...]], dict[int, float]] | None = None):
+                 measure_norms: Callable[[tuple[int, ...]], dict[int, float]] | None = None,
+                 admission: Admission | None = None):
         self.engine, self.limits, self.info = engine, limits, info
+        self.admission = admission or Admission(64)  # how long chats take: the busy message's estimate
         self.measure_norms = measure_norms or engine.norms.measure
         width = getattr(engine.backend.model_config, "hidden_size", None)
         wrong = [v for v in engine.vectors.vectors.values() if width is not None and v.direction.shape[-1] != width]
@@ -277,7 +281,7 @@ class DemoService(Inspection):
         if setup.compare:
             requests.append(self.engine.request(messages, SteeringPlan(), setup.generation, events=events, tag=1))
         stream = self.engine.stream_many(requests)
-        texts = ["", ""]
+        texts, started = ["", ""], time.monotonic()
         try:  # the requests stop however this ends: finished, failed, or closed by Stop before the first token
             yield ChatUpdate("", "" if setup.compare else None, notices)
             for i, piece in stream:
@@ -287,6 +291,11 @@ class DemoService(Inspection):
             raise UserError(visitor_message(MemoryError())) from None
         finally:
             stream.stop()
+            self.admission.record(time.monotonic() - started)
+
+    def busy_message(self, waiting: int) -> str:
+        """What a chat turned away from a full queue (`waiting` long) is told: when to come back."""
+        return self.admission.busy_message(waiting)
 
     def _count(self, messages: list[dict]) -> int:
         return int(self.engine.encode(messages).shape[-1])

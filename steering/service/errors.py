@@ -32,6 +32,9 @@ def visitor_message(exc: BaseException) -> str:
         return OUT_OF_MEMORY
     if isinstance(exc, (UserError, ValueError)):
         return scrub_paths(str(exc))
+    if isinstance(exc, ConnectionError):  # a steering server gone or busy (backends.routing): one line, no traceback
+        log.warning("%s: %s", type(exc).__name__, exc)
+        return scrub_paths(str(exc))
     if isinstance(exc, KeyError) and exc.args:
         return scrub_paths(str(exc.args[0]))
     log.error("unexpected error", exc_info=exc)

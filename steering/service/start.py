@@ -13,6 +13,7 @@ from typing import Any
 from steering.config import DemoConfig
 from steering.engine import Engine
 from steering.inspection.feature_info import load_feature_info
+from steering.service.admission import Admission
 from steering.service.demo import DemoService
 from steering.service.limits import Limits
 
@@ -23,12 +24,15 @@ def no_gpu(task: Callable | None = None, **_: Any) -> Callable:
 
 
 def open_service(config: str | Path | DemoConfig, limits: Limits = Limits(), *, zerogpu: bool = False,
-                 concurrency: int = 4, batch_window_s: float = 0.015, gpu: Callable = no_gpu) -> DemoService:
+                 concurrency: int = 4, batch_window_s: float = 0.015, gpu: Callable = no_gpu,
+                 max_queue: int = 64) -> DemoService:
     """The engine (batching up to `concurrency` answers, unless on ZeroGPU where each call is its own process)
     and the service over it. `gpu` is `spaces.GPU` on a Space: the typical-norm forward runs inside it, and
-    on ZeroGPU no forward runs here; elsewhere the norms are measured now, not on the first visitor's page."""
+    on ZeroGPU no forward runs here; elsewhere the norms are measured now, not on the first visitor's page.
+    `max_queue` chats may wait; the service's busy message tells the next one when to come back."""
     engine = Engine.from_config(config, batching=not zerogpu, batch_window_s=batch_window_s, max_batch=max(concurrency, 1))
-    service = DemoService(engine, limits, load_feature_info(engine.config), measure_norms=gpu(duration=30)(engine.norms.measure))
+    service = DemoService(engine, limits, load_feature_info(engine.config), measure_norms=gpu(duration=30)(engine.norms.measure),
+                          admission=Admission(max_queue, workers=concurrency))
     if not zerogpu:
         service.norms(service.features_for(service.defaults()))
     return service

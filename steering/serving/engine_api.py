@@ -7,7 +7,9 @@ beside the OpenAI routes; `steering.backends.remote` is the client side.
     POST /v1/steering/residuals    {"prompts": [[ids]], "layer", "steering"} -> {"residuals": [{"shape", "data"}]}
     POST /v1/steering/output_scores {"layer", "directions", "prompts", "strength", "tokens"} -> {"score", "base"}
     GET  /v1/steering/info         the model, its layer count and the requests served so far
-Tensors travel as base64 float32 (little-endian) with their shape.
+Tensors travel as `wire` encodes them. A generation's stream carries a comment line
+every `HEARTBEAT_S` while no token comes (queued, or a slow step), so a client tells a silent server from a busy
+one; past the server's admission limit `/generate` answers 429 with `Retry-After`, before anything starts.
 """
 
 from __future__ import annotations
@@ -18,16 +20,34 @@ from typing import Any
 
 import torch
 from fastapi import APIRouter, Request
+from fastapi.background import BackgroundTasks
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from steering.config import GenerationSettings
+from steering.backends.payload import from_payload
 from steering.generate.decode import Request as EngineRequest
 from steering.generate.decode import RequestSpec
-from steering.backends.payload import from_payload
+from steering.service.admission import Admission, Full
 from steering.serving.wire import decode_tensor, encode_tensor
 
 
-def router(engine) -> APIRouter:
+HEARTBEAT_S = 5.0
+
+
+def busy(full: Full) -> JSONResponse:
+    """429, OpenAI's way, with `Retry-After` in seconds."""
+    return JSONResponse({"error": {"message": str(full), "type": "rate_limit_error", "param": None, "code": "server_busy"}},
+                        status_code=429, headers={"Retry-After": str(full.retry_after_s)})
+
+
+def after_response(fn) -> BackgroundTasks:
+    """`fn` run when a response has ended."""
+    tasks = BackgroundTasks()
+    tasks.add_task(fn)
+    return tasks
+
+
+def router(engine, admission: Admission) -> APIRouter:
     api = APIRouter(prefix="/v1/steering")
     served = {"generate": 0}
 
@@ -46,8 +66,13 @@ def router(engine) -> APIRouter:
         settings = GenerationSettings(**body["settings"])
         plan = plan_of(body)
         ids = torch.tensor([body["prompt_token_ids"]], dtype=torch.long)
+        try:
+            place = admission.enter()
+        except Full as full:
+            return busy(full)
         served["generate"] += 1
-        return StreamingResponse(_tokens(engine, ids, plan, settings, request), media_type="text/event-stream")
+        return StreamingResponse(_tokens(engine, ids, plan, settings, request, place.leave), media_type="text/event-stream",
+                                 background=after_response(place.leave))  # freed also if the client left early
 
     @api.post("/residuals")
     async def residuals(request: Request):
@@ -68,13 +93,14 @@ def router(engine) -> APIRouter:
     return api
 
 
-async def _tokens(engine, ids, plan, settings, request) -> Any:
+async def _tokens(engine, ids, plan, settings, request, done) -> Any:
     import queue
 
     r = EngineRequest(RequestSpec(ids, plan, settings), queue.SimpleQueue())
     r.text = _Sink(r)  # no local detokenizer: the client has its own
     thread = asyncio.get_running_loop().run_in_executor(None, engine.run_now, [r])
-    sent = 0
+    sent, loop = 0, asyncio.get_running_loop()
+    last = loop.time()
     try:
         while not (r.finished.is_set() and sent == len(r.tokens)):
             if await request.is_disconnected():
@@ -82,7 +108,11 @@ async def _tokens(engine, ids, plan, settings, request) -> Any:
             if len(r.tokens) > sent:
                 new = r.tokens[sent:]
                 sent += len(new)
+                last = loop.time()
                 yield "data: " + json.dumps({"token_ids": new}) + "\n\n"
+            elif loop.time() - last >= HEARTBEAT_S:
+                last = loop.time()
+                yield ": waiting\n\n"
             else:
                 await asyncio.sleep(0.005)
         if r.error is not None:
@@ -91,6 +121,7 @@ async def _tokens(engine, ids, plan, settings, request) -> Any:
     finally:
         r.stop_event.set()
         await thread
+        done()
 
 
 class _Sink:

@@ -2,7 +2,9 @@
 (streamed or not, with an optional `steering` object, see `openai_request`), `/v1/models`, `/health`.
 
 A client that goes away mid-answer, or a cancelled request, stops the answer (on vLLM: aborts the engine
-request). Bad input gets 400 with `{"error": {"message", "type": "invalid_request_error", "param"}}`.
+request). Bad input gets 400 with `{"error": {"message", "type": "invalid_request_error", "param"}}`. With an API
+key (`auth`), every route but `/health` needs it. At most `max_requests` answers are in progress at once (those
+of the engine API included); past that a request gets 429 with `Retry-After` at once (`service.admission`).
 """
 
 from __future__ import annotations
@@ -16,15 +18,24 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from steering.service.admission import Admission, Full, Place
 from steering.service.limits import UserError
+from steering.serving.auth import require_key
+from steering.serving.engine_api import after_response, busy
 from steering.serving.engine_api import router as engine_router
 from steering.serving.openai_request import ChatRequest, parse
 
+MAX_REQUESTS = 128
+"""Answers in progress at once by default (`--max-requests`)."""
 
-def create_app(engine):
+
+def create_app(engine, api_key: str | None = None, max_requests: int = MAX_REQUESTS):
     """The FastAPI app serving `engine` (which the caller owns and closes)."""
     app = FastAPI(title="steering: OpenAI-compatible steered chat")
-    app.include_router(engine_router(engine))  # what an app with backend: remote calls
+    if api_key is not None:
+        require_key(app, api_key)
+    admission = Admission(max_requests, workers=max_requests)  # full, one of them ends every median / limit
+    app.include_router(engine_router(engine, admission))  # what an app with backend: remote calls
 
     @app.get("/health")
     async def health():
@@ -44,14 +55,28 @@ def create_app(engine):
             chat = await asyncio.to_thread(parse, body, engine)
         except UserError as err:
             return _error(str(err), str(err).split(" ", 1)[0].rstrip(":"))
-        if chat.stream:
-            return StreamingResponse(_sse(engine, chat, request), media_type="text/event-stream")
+        try:
+            place = admission.enter()
+        except Full as full:
+            return busy(full)
+        if chat.stream:  # the place is freed when the stream ends, or when its response does (a client gone early)
+            return StreamingResponse(_released(_sse(engine, chat, request), place), media_type="text/event-stream",
+                                     background=after_response(place.leave))
         pieces, finish = [], "stop"
-        async for piece, finish in _pieces(engine, chat, request):
+        async for piece, finish in _released(_pieces(engine, chat, request), place):
             pieces.append(piece)
         return JSONResponse(_completion(chat, "".join(pieces), finish))
 
     return app
+
+
+async def _released(pieces: AsyncIterator, place: Place) -> AsyncIterator:
+    """`pieces`, then `place` freed, however the answer ends."""
+    try:
+        async for piece in pieces:
+            yield piece
+    finally:
+        place.leave()
 
 
 def _error(message: str, param: str | None):

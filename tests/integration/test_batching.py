@@ -75,7 +75,7 @@ class _Submitter:
 
     @property
     def batch_sizes(self):
-        return self.batcher.batch_sizes
+        return list(self.batcher.batch_sizes)
 
     def stream(self, enc, plan=None, settings=GenerationSettings(), record_logits=False):
         r = Request(RequestSpec(enc, plan, settings, record_logits=record_logits), queue.SimpleQueue())
@@ -123,7 +123,7 @@ def test_each_row_matches_its_request_alone(steerer):
     plans = _plans(steerer)
     settings = [GenerationSettings(max_new_tokens=12, temperature=0.0, repetition_penalty=r) for r in (1.0, 1.2, 1.0)]
     batcher, gens, texts = _batch(steerer, PROMPTS, plans, settings)
-    assert batcher.batch_sizes == [3]
+    assert list(batcher.batch_sizes) == [3]
     unsteered = "".join(steerer.stream(PROMPTS[0], plan=SteeringPlan(), settings=settings[0]))
     assert texts[0] != unsteered  # the steering is strong enough to matter
     for prompt, plan, s, g, text in zip(PROMPTS, plans, settings, gens, texts):
@@ -164,7 +164,7 @@ def test_rows_end_on_their_own_length_and_stop(steerer):
     rest = "".join(full)
     assert len(full.new_token_ids) == 16 or full.new_token_ids[-1].item() in steerer.eos_ids()
     assert rest == "".join(steerer.stream(PROMPTS[0], plan=SteeringPlan(), settings=GenerationSettings(max_new_tokens=16, temperature=0.0)))
-    assert batcher.batch_sizes == [3]
+    assert list(batcher.batch_sizes) == [3]
     assert _wait_idle(steerer) == 0
 
 
@@ -177,7 +177,7 @@ def test_requests_arriving_together_share_a_batch_and_later_ones_do_not(steerer)
         "".join(g)
     late = batcher.stream(enc, settings=s)
     "".join(late)
-    assert batcher.batch_sizes == [3, 1, 1]
+    assert list(batcher.batch_sizes) == [3, 1, 1]
 
 
 def test_an_error_in_a_batch_reaches_every_row_and_frees_it(steerer):
@@ -204,12 +204,12 @@ def test_engine_batches_only_when_built_to(smollm2, steerer):
         gens = [batched.stream(p, settings=GenerationSettings(max_new_tokens=4, temperature=0.0)) for p in PROMPTS]
         assert all(isinstance(g, Stream) for g in gens)
         assert all("".join(g) for g in gens)
-        assert batched.batcher.batch_sizes == [3]
+        assert list(batched.batcher.batch_sizes) == [3]
     assert "forward" not in vars(model.lm_head)  # close() gave the layers their own forward back
     with Engine.for_model(steerer.config, model, tokenizer, steerer.vectors, batching=False) as alone:
         gens = [alone.stream(p, settings=GenerationSettings(max_new_tokens=4, temperature=0.0)) for p in PROMPTS]
         assert all("".join(g) for g in gens)
-        assert alone.batcher.batch_sizes == [1, 1, 1]
+        assert list(alone.batcher.batch_sizes) == [1, 1, 1]
         assert "forward" not in vars(model.lm_head)
 
 

@@ -1,11 +1,8 @@
-"""`backend: remote`: an engine with no model of its own, served by two steering server processes
-(`python -m steering.serve`, transformers backend here), against the same config run locally."""
+"""`backend: remote`: an engine with no model of its own, served by three steering server processes
+(`python -m steering.serve`, transformers backend here, with an API key), against the same config run locally."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,40 +14,16 @@ import torch
 from steering.config import FeatureSpec, load_config
 from steering.engine import Engine
 from steering.keys import FeatureKey
-from tests.helpers import free_port
+from tests.integration.servers import remote_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "Tell me about your weekend."
 
 
 @pytest.fixture(scope="module")
-def servers():
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    ports = [free_port(), free_port()]
-    procs = [subprocess.Popen([sys.executable, "-m", "steering.serve", str(ROOT / "demo.yaml"), "--port", str(p)],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for p in ports]
-    urls = [f"http://127.0.0.1:{p}" for p in ports]
-    deadline = time.time() + 900  # a generous bound on the servers' own readiness (/health)
-    for url, proc in zip(urls, procs):
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.time() < deadline, "server did not start"
-            time.sleep(0.5)
-    yield urls
-    for proc in procs:
-        proc.terminate()
-        proc.wait(30)
-
-
-@pytest.fixture(scope="module")
-def engines(servers):
+def engines(server_pool):
     config = replace(load_config(ROOT / "demo.yaml"), device="cpu", dtype="float32")
-    with Engine.from_config(config) as local, Engine.from_config(replace(config, backend="remote", servers=tuple(servers))) as remote:
+    with Engine.from_config(config) as local, remote_engine(server_pool) as remote:
         yield local, remote
 
 
@@ -66,16 +39,16 @@ def greedy(engine, tokens=24):
 
 @pytest.mark.parametrize("strengths,mode", [({"L15:8672": 40}, "clamp"), ({"L15:8241": 30, "L15:15305": 20}, "add"),
                                             ({"L15:8672": 20}, "pin"), ({}, "add")])
-def test_answers_equal_the_local_engine(engines, servers, strengths, mode):
+def test_answers_equal_the_local_engine(engines, server_pool, strengths, mode):
     local, remote = engines
     assert (local.backend.name, remote.backend.name) == ("hooks", "remote")
-    assert remote.model is None and remote.backend.servers == servers  # no weights in this process
+    assert remote.model is None and remote.backend.servers == server_pool.urls  # no weights in this process
     plans = [steer(e, strengths, mode) for e in engines]
     got = [e.chat(PROMPT, settings=greedy(e), plan=p) for e, p in zip(engines, plans)]
     assert got[0] == got[1] and got[0]
 
 
-def test_each_chat_stays_on_one_server_and_chats_spread(engines, servers):
+def test_each_chat_stays_on_one_server_and_chats_spread(engines, server_pool):
     _, remote = engines
     before = len(remote.backend.decoder.routes)
     openings = [f"Question {i}: what is a good name for a {pet}?" for i, pet in enumerate(["cat", "dog", "fish", "horse", "bird", "goat"])]
@@ -85,8 +58,9 @@ def test_each_chat_stays_on_one_server_and_chats_spread(engines, servers):
                      {"role": "user", "content": "And another one?"}], settings=greedy(remote, 6))
     routes = list(remote.backend.decoder.routes)[before:]
     assert all(routes[i] == routes[i + 1] for i in range(0, len(routes), 2)), routes
-    assert set(routes) == set(servers), "six chats should use both servers"
-    served = [httpx.get(u + "/v1/steering/info").json()["served"]["generate"] for u in servers]
+    assert len(set(routes)) >= 2, "six chats should spread over the servers"
+    served = [httpx.get(u + "/v1/steering/info", headers=server_pool.headers).json()["served"]["generate"]
+              for u in set(routes)]
     assert all(n > 0 for n in served)
 
 
@@ -105,33 +79,36 @@ def test_the_inspector_reads_the_servers(engines):
     assert torch.allclose(got.score, ref.score, atol=1e-6) and torch.allclose(got.base, ref.base, atol=1e-6)
 
 
-def test_stop_ends_the_answer_on_its_server(engines, servers):
+def test_stop_ends_the_answer_on_its_server(engines, server_pool):
     _, remote = engines
+    servers, key = server_pool.urls, server_pool.headers
     stream = remote.stream(PROMPT, settings=greedy(remote, 300))
     for i, _ in enumerate(stream):
         if i == 2:
             break
     deadline = time.time() + 20
-    while any(httpx.get(u + "/v1/steering/info").json()["generating"] for u in servers) and time.time() < deadline:
+    while any(httpx.get(u + "/v1/steering/info", headers=key).json()["generating"] for u in servers) and time.time() < deadline:
         time.sleep(0.05)
-    assert not any(httpx.get(u + "/v1/steering/info").json()["generating"] for u in servers)
+    assert not any(httpx.get(u + "/v1/steering/info", headers=key).json()["generating"] for u in servers)
     assert len(stream.requests[0].tokens) < 300 and remote.active_requests == 0
 
 
-def test_the_app_runs_on_the_servers(servers, engines, tmp_path):
-    """app.py, unchanged, with `backend: remote`: chat and the inspector through gradio_client."""
+def test_the_app_runs_on_the_servers(server_pool, engines, tmp_path):
+    """app.py, unchanged, with `backend: remote` and the servers' key in its environment: chat and the inspector
+    through gradio_client; the key shows nowhere in its log."""
     import yaml
     from gradio_client import Client
 
     from tests.helpers import start_app, stop_app
 
     local, _ = engines
-    data = local.config.to_dict() | {"backend": "remote", "servers": list(servers), "vectors": str(local.config.vectors_path())}
+    data = local.config.to_dict() | {"backend": "remote", "servers": server_pool.urls, "vectors": str(local.config.vectors_path())}
     data["sae"]["source"] = local.config.sae_source()
     demo = tmp_path / "demo-remote.yaml"
     demo.write_text(yaml.safe_dump(data))
-    before = [httpx.get(u + "/v1/steering/info").json()["served"]["generate"] for u in servers]
-    proc, url, log = start_app(demo)
+    servers, headers = server_pool.urls, server_pool.headers
+    before = [httpx.get(u + "/v1/steering/info", headers=headers).json()["served"]["generate"] for u in servers]
+    proc, url, log = start_app(demo, env={"STEERING_API_KEY": server_pool.key})
     try:
         client = Client(url, verbose=False)
         key = str(local.features[0].key)
@@ -142,9 +119,9 @@ def test_the_app_runs_on_the_servers(servers, engines, tmp_path):
         assert [r["index"] for r in rows] == [r["index"] for r in local_inspect(local, "Tell me about dogs and their puppies.")]
     finally:
         stop_app(proc)
-    after = [httpx.get(u + "/v1/steering/info").json()["served"]["generate"] for u in servers]
+    after = [httpx.get(u + "/v1/steering/info", headers=headers).json()["served"]["generate"] for u in servers]
     assert sum(after) > sum(before), "the app's answer came from a server"
-    assert "Traceback" not in log.read_text()
+    assert "Traceback" not in log.read_text() and server_pool.key not in log.read_text()
 
 
 def local_inspect(engine, message):

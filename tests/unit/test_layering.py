@@ -214,7 +214,7 @@ def offline_files() -> list[Path]:
 
 def third_party(module: str) -> str | None:
     top = module.split(".")[0]
-    if not top or top in sys.stdlib_module_names or top in ("steering", "ui", "__future__"):
+    if not top or top in sys.stdlib_module_names or top in ("steering", "ui", "__future__"):  # ui/: the page's own modules
         return None
     return top
 

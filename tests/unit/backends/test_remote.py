@@ -11,7 +11,7 @@ import pytest
 import torch
 import uvicorn
 
-from steering.backends.remote import RemoteBackend, server_for
+from steering.backends.remote import RemoteBackend
 from steering.config import DemoConfig
 from steering.engine import Engine
 from steering.generate.decode import Request, RequestSpec
@@ -92,8 +92,3 @@ def test_an_error_on_the_server_reaches_the_row(remote):
     assert row.finished.is_set() and row.error is not None and "steering server" in str(row.error)
 
 
-def test_a_conversation_keeps_its_server():
-    servers = ["http://a", "http://b", "http://c"]
-    keys = [repr(("sys", f"question {i}")) for i in range(30)]
-    assert all(server_for(servers, k) == server_for(servers, k) for k in keys)
-    assert set(server_for(servers, k) for k in keys) == set(servers)

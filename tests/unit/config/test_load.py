@@ -78,6 +78,20 @@ def test_unknown_key_suggests_closest():
     assert "zzzzzz: unknown key" in msg and "remove it" in msg
 
 
+@pytest.mark.parametrize("key", ["api_key", "API_KEY", "token", "hf_token"])
+def test_a_key_in_the_config_is_refused_with_the_variable_to_use(key):
+    msg = errors({"model": "m", "backend": "remote", "servers": ["http://h:8000"], key: "s3cr3t-value"})
+    variable = "HF_TOKEN" if key == "hf_token" else "STEERING_API_KEY"
+    assert f"{key}: a key does not belong in the config file" in msg and f"environment variable {variable}" in msg
+    assert "s3cr3t-value" not in msg
+
+
+def test_a_server_url_with_a_password_is_refused():
+    msg = errors({"model": "m", "backend": "remote", "servers": ["http://h:8000", "http://user:s3cr3t@h2:8000"]})
+    assert "servers[1]: the URL carries a user or password" in msg and "STEERING_API_KEY" in msg
+    assert "s3cr3t" not in msg
+
+
 def test_missing_model():
     msg = errors({"features": []})
     assert "model: missing" in msg and "Fix: add model:" in msg

@@ -1,13 +1,15 @@
-"""The two Gradio patches of ui/: each checks that Gradio still has the shape it patches, does what it says on
+"""The three Gradio patches of ui/: each checks that Gradio still has the shape it patches, does what it says on
 one app only, and fails here when Gradio changes under it."""
 
 from __future__ import annotations
+
+import asyncio
 
 import gradio as gr
 import pytest
 from gradio.queueing import Queue
 
-from ui import patch_api_arguments, patch_quiet_queue
+from ui import patch_api_arguments, patch_busy_queue, patch_quiet_queue
 
 
 def _two_apps():
@@ -29,6 +31,7 @@ def _block_fn(demo):
 def test_this_gradio_has_the_shapes_the_patches_expect():
     patch_api_arguments.check()
     patch_quiet_queue.check()
+    patch_busy_queue.check()
 
 
 def test_named_endpoints_refuse_extra_values_by_name_on_the_patched_app_only():
@@ -71,3 +74,24 @@ def test_a_queue_without_its_polling_intervals_is_caught(monkeypatch):
     monkeypatch.setattr(patch_quiet_queue.inspect, "getsource", lambda obj: "class Queue: pass")
     with pytest.raises(RuntimeError, match="patch_quiet_queue.py needs a look"):
         patch_quiet_queue.check()
+
+
+def test_the_patched_full_queue_says_when_to_come_back_and_other_queues_keep_gradio_s_answer(monkeypatch):
+    (mine, _), (other, _) = _two_apps()
+    mine.queue(max_size=1)
+    other.queue(max_size=1)
+    patch_quiet_queue.apply(mine)
+    patch_busy_queue.apply(mine, lambda waiting: f"busy: {waiting} waiting, come back in 7 s")
+    assert isinstance(mine._queue, Queue) and type(other._queue) is Queue
+    monkeypatch.setattr(Queue, "__len__", lambda self: 1)  # the line is full
+    ok, detail, state = asyncio.run(mine._queue.push(None, None, None))
+    assert (ok, state) == (False, "validator_error")
+    assert detail == [{"__type__": "validate", "is_valid": False, "message": "busy: 1 waiting, come back in 7 s",
+                       "parameter_name": "queue"}]
+    assert "push" not in vars(Queue) or Queue.push.__qualname__ == "Queue.push"
+
+
+def test_a_changed_queue_push_is_caught(monkeypatch):
+    monkeypatch.setattr(Queue, "push", lambda self, request: None)
+    with pytest.raises(RuntimeError, match="patch_busy_queue.py needs a look"):
+        patch_busy_queue.check()
