@@ -298,7 +298,7 @@ class DemoConfig:
         check_str(problems, "vectors", self.vectors, f"write vectors: {DEFAULT_VECTORS}")
         check_bool(problems, "steer_special_tokens", self.steer_special_tokens)
         check_bool(problems, "steer_generated_only", self.steer_generated_only)
-        if self.backend not in BACKENDS:
+        if not isinstance(self.backend, str) or self.backend not in BACKENDS:
             problems.append(problem("backend", f"must be one of {', '.join(BACKENDS)}", self.backend, "write backend: hooks"))
         if not isinstance(self.servers, tuple) or not all(isinstance(u, str) and u.startswith(("http://", "https://"))
                                                            for u in self.servers):

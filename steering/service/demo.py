@@ -9,7 +9,6 @@ engine's feature list. Display-ready views (sliders, tables, the token view) are
 
 from __future__ import annotations
 
-import math
 import queue
 import time
 from dataclasses import dataclass, replace
@@ -22,7 +21,7 @@ from steering.engine import Engine
 from steering.keys import FeatureKey
 from steering.sae import SAEFormatError
 from steering.service import inputs
-from steering.service.conditions import check_condition
+from steering.service.visitor_features import as_visitor_set, check_condition
 from steering.service.admission import Admission
 from steering.service.errors import log, visitor_message
 from steering.service.inspector import Inspection
@@ -105,22 +104,7 @@ class DemoService(Inspection):
         for key in setup.custom:
             if key not in known:
                 features.append(FeatureSpec(layer=key.layer, index=key.index, strength=0.0, label=self.label(*key)))
-        return [self._as_visitor_set(f, setup) for f in features]
-
-    def _as_visitor_set(self, f: FeatureSpec, setup: SteeringSetup) -> FeatureSpec:
-        """`f` with the visitor's mode and condition. A recommended strength and range written in another unit
-        (residual units for an angle mode, or back) no longer mean anything: the range goes, the strength is
-        brought inside the new mode's limits."""
-        choice = setup.modes.get(f.key)
-        mode = choice.mode if choice is not None else f.mode
-        condition = setup.conditions[f.key] if f.key in setup.conditions else f.condition
-        if mode == f.mode and condition == f.condition:
-            return f
-        before, after = (MODE_INFO[self.engine.config.feature_mode(f)], MODE_INFO[mode or self.engine.config.mode])
-        if before.unit == after.unit:
-            return replace(f, mode=mode, condition=condition)
-        lo, hi = after.limits or (-math.inf, math.inf)
-        return replace(f, mode=mode, condition=condition, range=None, strength=min(max(f.strength, lo), hi))
+        return [as_visitor_set(f, setup, self.engine.config) for f in features]
 
     def slider_range(self, f: FeatureSpec, mode: str | None = None) -> tuple[float, float]:
         """The feature's own range, else the limits of an angle mode, else plus or minus the layer's typical

@@ -60,7 +60,7 @@ LAYERS = (
     ("sae", ("steering.sae",), ("base", "config")),
     ("steer", ("steering.steer",), ("base", "config", "model", "sae")),
     ("generate", ("steering.generate",), ("base", "config", "model", "steer")),
-    ("wire", ("steering.serving.wire",), ("base",)),
+    ("wire", ("steering.serving.wire", "steering.serving.auth"), ("base",)),
     ("backends", ("steering.backends",), ("base", "config", "model", "sae", "steer", "generate", "wire")),
     ("inspection", ("steering.inspection",), ("base", "config", "model", "sae", "steer", "backends")),
     ("engine", ("steering.engine",), ("base", "config", "model", "sae", "steer", "generate", "backends", "inspection")),

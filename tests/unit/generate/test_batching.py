@@ -54,7 +54,7 @@ def test_groups_arriving_within_the_window_share_one_batch_up_to_max_batch():
     for i in range(4):  # the 4th overflows max_batch and starts the next batch
         b.submit([_request(i)])
     assert rec.wait_for(2) == [[0, 1, 2], [3]]
-    assert b.batch_sizes == [3, 1]
+    assert list(b.batch_sizes) == [3, 1]
     assert {t.name for t in rec.threads} == {"steering-batch"}
 
 

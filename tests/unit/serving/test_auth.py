@@ -17,7 +17,7 @@ KEY = "k-3f9a1c-secret"
 
 
 def engine_stand_in():
-    return SimpleNamespace(config=SimpleNamespace(model="smollm2", vllm=None), backend="hooks", active_requests=0,
+    return SimpleNamespace(config=SimpleNamespace(model="smollm2", vllm=None), backend=SimpleNamespace(name="hooks"), active_requests=0,
                            n_layers=30)
 
 

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from steering.backends.payload import to_payload
 from steering.serving.engine_api import router
+from steering.service.admission import Admission
 from steering.serving.wire import decode_tensor, encode_tensor
 from tests.unit.conftest import TINY_FEATURE
 
@@ -21,7 +22,7 @@ IDS = [1, 5, 6, 7, 8]
 @pytest.fixture
 def client(tiny_engine):
     app = FastAPI()
-    app.include_router(router(tiny_engine))
+    app.include_router(router(tiny_engine, Admission(8)))
     with TestClient(app) as c:
         yield c
 
