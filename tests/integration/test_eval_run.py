@@ -1,7 +1,7 @@
 """The evaluation as runs, end to end on the real model and the shipped SAE: a tiny run config (two report
 prompts, 3-token answers, one feature at two settings) through `python -m steering.offline.eval run` writes a
 run directory that a second run resumes without generating anything; a light `pick` screen chooses a setting.
-The probe set is cut to two neutral subjects and four instructions, the probe texts to one token."""
+The probes are cut down: two neutral subjects, four instructions, two music subjects, one-token texts."""
 
 import json
 
@@ -9,8 +9,12 @@ import pytest
 import torch
 import yaml
 
+from dataclasses import replace
+
 from steering.config import load_config
+from steering.offline.eval import run as run_module
 from steering.offline.eval import scorer as scorer_module
+from steering.offline.eval.lexicons import concept
 from steering.offline.eval.splits import ProbeSet, probe_set, split
 from tests.helpers import ROOT
 
@@ -24,6 +28,8 @@ def small_probe_set():
                      full.neutral_instructions[:4], 2)
     patch = pytest.MonkeyPatch()
     patch.setattr(scorer_module, "probe_set", lambda: small)
+    patch.setattr(run_module, "concept", lambda name, version: replace(
+        concept(name, version), probe_subjects=concept(name, version).probe_subjects[:2]))
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # on a busy 2-core machine, ~10x faster than two threads
     yield
@@ -73,19 +79,21 @@ def test_a_run_config_writes_a_run_directory_and_a_second_run_regenerates_nothin
             assert row["concept"] == row["lexicon"] + row["probe"] and 0 < row["tokens"] <= 3
             assert {row["instruction"], row["fluency"]} <= {0, 1, 2}
     assert r["thresholds"]["t1"] <= r["thresholds"]["t2"] and r["fit"]["answers"] == 2
-    assert r["probes"]["music"]["heldout"]["n_pos"] == 2 * 4  # 2 held-out templates x 4 subjects
+    assert r["probes"]["music"]["heldout"]["n_pos"] == 2 * 2  # 2 held-out templates x 2 subjects
     assert r["probes"]["music"]["heldout"]["n_neg"] == 2 * 2 + 2  # templates x subjects, instructions (no i % 3 == 2)
     table = (out / "table.md").read_text()
     assert f"| music (instruments) (L15:8241) [music] | {MUSIC.mode} 20 |" in table and "| system prompt |" in table
     # answers: the fit split's and the report split's unsteered ones, each setting's, the baseline's, the probe texts
-    assert r["answers_generated"] == 2 + 2 + 2 * 2 + 2 + (6 * 4 + 6 * 2 + 4)
+    assert r["answers_generated"] == 2 + 2 + 2 * 2 + 2 + (6 * 2 + 6 * 2 + 4)
     stored = sorted(p.name.split("-")[0] for p in (out / "answers").glob("*.json"))
     assert stored == ["L15_8241", "L15_8241", "probe", "system", "unsteered"]
 
-    with Evaluation(cfg, out, engine=engine) as again:
+    light = replace(cfg, scorer=replace(cfg.scorer, kind="light"))  # the same answers, graded cheaply
+    with Evaluation(light, out, engine=engine) as again:
         second = again.run()
     assert second["answers_generated"] == 0
-    assert [c["rows"] for c in second["features"][0]["runs"]] == [c["rows"] for c in e["runs"]]
+    assert [[(x["answer"], x["hits"]) for x in c["rows"]] for c in second["features"][0]["runs"]] == [
+        [(x["answer"], x["hits"]) for x in c["rows"]] for c in e["runs"]]
 
 
 def test_a_light_pick_screen_chooses_a_setting_per_concept(tmp_path, engine):

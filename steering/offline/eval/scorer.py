@@ -21,7 +21,7 @@ import torch
 
 from steering.offline.eval.grades import DiffMeanProbe, Thresholds, harmonic, percentile, rep_ngram, summarise
 from steering.offline.eval.lexicons import Concept, matches
-from steering.offline.eval.readings import read_answers
+from steering.offline.eval.readings import pool_answers, read_answers
 from steering.offline.eval.splits import ProbeSet, probe_set
 
 PROBE_LAYER = 25
@@ -67,9 +67,8 @@ class Scorer:
         return cls(engine, th, max_new_tokens, probe_layer, answers, info, probe_tokens, kept, probes)
 
     def _pool(self, answers: Sequence[Sequence[int]], layer: int) -> list[torch.Tensor]:
-        reads = read_answers(self.engine.model, self.engine.tokenizer, [""] * len(answers), answers, layer=layer,
-                             with_prompt=False)
-        return [r.pooled for r in reads if r.pooled is not None]
+        pooled = pool_answers(self.engine.model, self.engine.tokenizer, answers, layer)
+        return [h for h in pooled if h is not None]
 
     def probe_texts(self, prompts: Sequence[str], layer: int) -> list[torch.Tensor]:
         """Pooled residuals of the model's answers to probe prompts (seed 0, `probe_tokens` long)."""

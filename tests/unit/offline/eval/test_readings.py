@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from steering.model.chat_template import encode_chat
-from steering.offline.eval.readings import read_answers
+from steering.offline.eval.readings import pool_answers, read_answers
 from tests.helpers import tiny_tokenizer
 
 TOK = tiny_tokenizer()
@@ -44,3 +44,11 @@ def test_an_empty_answer_reads_as_nothing(tiny_llama):
 def test_without_prompt_and_layer_only_the_free_reading_is_made(tiny_llama):
     (r,) = read_answers(tiny_llama, TOK, ["Hi"], [ANSWERS[1]], with_prompt=False)
     assert r.lp_prompt == 0.0 and r.pooled is None and r.lp_free < 0
+
+
+def test_pooling_alone_stops_at_the_layer_and_gives_the_same_residuals(tiny_llama):
+    reads = read_answers(tiny_llama, TOK, PROMPTS, ANSWERS + [[]], layer=1, batch_size=2)
+    pooled = pool_answers(tiny_llama, TOK, ANSWERS + [[]], 1, batch_size=2)
+    for r, h in zip(reads[:-1], pooled[:-1]):
+        assert torch.allclose(r.pooled, h, atol=1e-5)
+    assert pooled[-1] is None
