@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     ours_model, _ = load_model(EMBEDDED_MODEL, device="cpu", dtype="float32")
     attach(ours_model)
     nn_model, _ = load_model(EMBEDDED_MODEL, device="cpu", dtype="float32")
-    from steering.generate.nnsight import NNsightRunner
+    from steering.backends.nnsight import NNsightRunner
 
     nn_runner = NNsightRunner(nn_model, tok)  # wraps the model once, as an engine with backend: nnsight does
     ids = encode_chat(tok, [{"role": "user", "content": PROMPT}])  # (1, T)
@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                  "main", f"register_forward_hook on model.model.layers[{layer}] adding s*u to the output at every position, "
                  "removed in finally; per call (the plain model instance, no other hooks)"),
         Approach("nnsight", in_process(lambda: nnsight_generate(nn_runner, plan, kwargs), prompt_len), "main",
-                 "steering.generate.nnsight.NNsightRunner.generate: layer output edited inside an nnsight generate "
+                 "steering.backends.nnsight.NNsightRunner.generate: layer output edited inside an nnsight generate "
                  "trace, every step (tracer.iter), same Edit.apply; a separate model instance; an id-collecting streamer "
                  "replaces nnsight's default one"),
     ]

@@ -74,7 +74,7 @@ class Engine:
             return
         runner = None
         if self.backend == "nnsight":  # may refuse (nnsight not installed) before anything is attached
-            from steering.generate.nnsight import NNsightRunner
+            from steering.backends.nnsight import NNsightRunner
 
             runner = NNsightRunner(model, tokenizer)
             if batching:
@@ -88,8 +88,8 @@ class Engine:
 
     def _serve_elsewhere(self, batching: bool) -> None:
         """The weights are in vLLM's worker or on remote servers: their decoder, which batches by itself."""
-        from steering.serving.remote_model import RemoteDecoder
-        from steering.serving.vllm_engine import vllm_decoder
+        from steering.backends.remote import RemoteDecoder
+        from steering.backends.vllm.engine import vllm_decoder
 
         self.hooks, self._patched = None, False
         self.model.special_ids = list(self.special_ids)
@@ -109,7 +109,7 @@ class Engine:
         if overrides:
             config = replace(config, **overrides)
         if config.backend in ("vllm", "remote"):
-            from steering.serving import open_served_model
+            from steering.backends import open_served_model
 
             model, tokenizer = open_served_model(config)
         else:
@@ -305,6 +305,11 @@ class Engine:
         layer = self.inspector_layer if layer is None else layer
         with self._steered(plan):
             return capture.message_codes(self.model, self.tokenizer, self.sae(layer), message, layer, self.config.system_prompt)
+
+    def read_ids(self, prompts: Sequence[Sequence[int]], layer: int) -> list[Tensor]:
+        """Unsteered residuals after decoder `layer` at every position of each token-id prompt, (T_i, d) float32."""
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        return capture.read_ids(self.model, prompts, layer, pad)
 
     def typical_norm(self, layer: int) -> float:
         """Mean residual norm at `layer` over ordinary text, computed once (see `capture.typical_norm`)."""

@@ -74,22 +74,23 @@ def answer_prompts(docs_by_source: dict[str, list[dict]], n: int, seed: int = 0)
 
 
 def generate_answers(prompts: list[str], max_new_tokens: int = 96, batch_size: int = 32, seed: int = 0,
-                     model_name: str = "embedded:smollm2-135m-instruct") -> list[dict]:
+                     model_name: str = "embedded:smollm2-135m-instruct", backend: str = "hooks") -> list[dict]:
     """The model's own sampled answers (temperature 0.7, top-p 0.9, repetition penalty 1.1) to `prompts`,
-    as conversations, through the serving path (the engine's decoder; prompt i seeded `seed * 1000 + i`)."""
+    as conversations, through the serving path (the engine's decoder; prompt i seeded `seed * 1000 + i`).
+    `backend: vllm` (in the vLLM environment) decodes `batch_size` requests at once with continuous batching."""
     from dataclasses import replace
 
     from tqdm import tqdm
 
-    from steering.config import DemoConfig, GenerationSettings
+    from steering.config import DemoConfig, GenerationSettings, VLLMSettings
     from steering.engine import Engine
-    from steering.model.loading import load_model
-    from steering.steer.vectors import VectorSet
 
-    model, tok = load_model(model_name, device="cpu", dtype="float32")[:2]
     settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.9, repetition_penalty=1.1)
+    config = DemoConfig(model=model_name, generation=settings, backend=backend, dtype="float32", device="cpu",
+                        vllm=VLLMSettings(max_num_seqs=batch_size, max_model_len=2048, kv_cache_gib=2))
     out: list[dict] = []
-    with Engine(DemoConfig(model=model_name, generation=settings), model, tok, VectorSet(model_name, {})) as engine:
+    with Engine.from_config(config) as engine:
+        tok = engine.tokenizer
         for start in tqdm(range(0, len(prompts), batch_size), desc="model answers", unit="batch"):
             chunk = prompts[start : start + batch_size]
             requests = [engine.request(p, None, replace(settings, seed=seed * 1000 + start + i)) for i, p in enumerate(chunk)]

@@ -193,6 +193,16 @@ def train(acts: Tensor, cfg: TrainConfig, out: Path | None = None, progress: boo
     return sae, history
 
 
+def _layers(text: str) -> list[int]:
+    try:
+        layers = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a layer number or a comma-separated list (18,20,22)") from None
+    if not layers:
+        raise argparse.ArgumentTypeError("give a layer number")
+    return layers
+
+
 def main(argv: list[str] | None = None) -> None:
     from steering.model.embedded import cache_root
     from steering.model.loading import load_model
@@ -200,9 +210,10 @@ def main(argv: list[str] | None = None) -> None:
 
     p = argparse.ArgumentParser(prog="python -m steering.offline.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="embedded:smollm2-135m-instruct")
-    p.add_argument("--layer", type=int, required=True)
+    p.add_argument("--layer", type=_layers, required=True,
+                   help="the layer; with --cache-only, several (18,20,22) cached from one forward pass")
     p.add_argument("--corpus", type=Path, default=cache_root() / "corpus", help="folder from `python -m steering.offline.corpus`")
-    p.add_argument("--out", type=Path, required=True, help="folder for the SAE (cfg.json, sae_weights.safetensors)")
+    p.add_argument("--out", type=Path, default=None, help="folder for the SAE (cfg.json, sae_weights.safetensors)")
     p.add_argument("--cache", type=Path, default=None, help="activation cache folder (default under the cache root)")
     p.add_argument("--max-tokens", type=int, default=None,
                    help="cap on training tokens: windows drawn at random when caching; with --use-cached, the first "
@@ -210,6 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ctx", type=int, default=256)
     p.add_argument("--device", default="auto")
     p.add_argument("--cache-only", action="store_true", help="stop after caching activations")
+    p.add_argument("--shuffle", action="store_true",
+                   help="cache windows in a seeded random order, so a partial cache is a fair sample")
     p.add_argument("--use-cached", action="store_true",
                    help="train on the shards already in the cache, even if caching was stopped early")
     p.add_argument("--threads", type=int, default=None)
@@ -223,6 +236,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(**{f: getattr(args, f) for f in TrainConfig.__dataclass_fields__})
+    if args.out is None and not args.cache_only:
+        p.error("--out: give the folder the SAE goes to (or --cache-only to stop after caching)")
+    if len(args.layer) > 1:
+        if not args.cache_only or args.cache is not None:
+            p.error(f"--layer {','.join(map(str, args.layer))}: several layers only with --cache-only and the "
+                    "default cache folders; train each layer with its own --layer")
+        model, tok = load_model(args.model, device=args.device, dtype="float32" if args.device in ("cpu", "auto") else "auto")
+        folders = {at: default_cache_dir(args.model, at, args.corpus, "train") for at in args.layer}
+        print("caching activations to " + ", ".join(map(str, folders.values())), flush=True)
+        cache_activations(model, tok, read_documents(args.corpus / "train.jsonl"), args.layer, folders, ctx=args.ctx,
+                          max_tokens=args.max_tokens, shuffle=args.shuffle)
+        return
+    args.layer = args.layer[0]
     cache = args.cache or default_cache_dir(args.model, args.layer, args.corpus, "train")
     if args.use_cached:  # train on the shards cached so far (a cache stopped early), or their first --max-tokens
         acts = load_cache(cache, args.max_tokens)["acts"]
@@ -231,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         model, tok = load_model(args.model, device=args.device, dtype="float32" if args.device in ("cpu", "auto") else "auto")
         print(f"caching activations to {cache}", flush=True)
         meta_train = cache_activations(model, tok, read_documents(args.corpus / "train.jsonl"), args.layer, cache,
-                                       ctx=args.ctx, max_tokens=args.max_tokens)
+                                       ctx=args.ctx, max_tokens=args.max_tokens, shuffle=args.shuffle)
         del model
         if args.cache_only:
             return

@@ -1,6 +1,6 @@
 """The engine's own operations over HTTP, for an app that uses remote steering servers (`backend: remote`):
 generate from token ids under a plan, read residuals, score directions. Mounted by `openai_api.create_app`
-beside the OpenAI routes; `remote_model` is the client side.
+beside the OpenAI routes; `steering.backends.remote` is the client side.
 
     POST /v1/steering/generate     {"prompt_token_ids", "steering": plan payload | null, "settings"} -> SSE of
                                    {"token_ids", "text"} ... {"finished": true, "cached_tokens"}
@@ -13,7 +13,6 @@ Tensors travel as base64 float32 (little-endian) with their shape.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from typing import Any
 
@@ -23,17 +22,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from steering.config import GenerationSettings
 from steering.generate.decode import Request as EngineRequest
-from steering.serving.payload import from_payload
-
-
-def encode_tensor(t: torch.Tensor) -> dict:
-    t = t.detach().float().contiguous().cpu()
-    return {"shape": list(t.shape), "data": base64.b64encode(t.numpy().astype("<f4").tobytes()).decode()}
-
-
-def decode_tensor(d: dict) -> torch.Tensor:
-    raw = bytearray(base64.b64decode(d["data"]))
-    return torch.frombuffer(raw, dtype=torch.float32).reshape(d["shape"]).clone()
+from steering.backends.payload import from_payload
+from steering.serving.wire import decode_tensor, encode_tensor
 
 
 def router(engine) -> APIRouter:

@@ -5,7 +5,7 @@ import torch
 
 from steering.config import DemoConfig, GenerationSettings
 from steering.engine import Engine
-from steering.generate.nnsight import NNsightRunner
+from steering.backends.nnsight import NNsightRunner
 from steering.model.embedded import EMBEDDED_MODEL
 from steering.steer.plan import Edit, SteeringPlan
 from steering.steer.vectors import VectorSet

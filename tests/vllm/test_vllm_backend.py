@@ -163,7 +163,7 @@ def test_concept_search_works_on_the_engine(app_module):
 
 def test_a_model_too_large_for_its_memory_is_refused_before_vllm_starts(configs):
     from steering.model.loading import resolve_model_path
-    from steering.serving.vllm_engine import check_fits, weight_bytes
+    from steering.backends.vllm.engine import check_fits, weight_bytes
 
     path = resolve_model_path(configs[1].model_source())
     assert 500e6 < weight_bytes(path, "float32") < 600e6  # SmolLM2-135M at 4 bytes per parameter

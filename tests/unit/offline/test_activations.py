@@ -99,3 +99,27 @@ def test_default_cache_dir_layout(tmp_path, monkeypatch):
 @pytest.fixture(autouse=True)
 def _quiet(monkeypatch):
     monkeypatch.setenv("TQDM_DISABLE", "1")
+
+
+def test_several_layers_from_one_pass_equal_each_layer_cached_alone(tiny_llama, tmp_path):
+    tok = tiny_tokenizer()
+    folders = {1: tmp_path / "l1", 3: tmp_path / "l3"}
+    metas = cache_activations(tiny_llama, tok, _docs(), [1, 3], folders, ctx=24, shard_tokens=100, progress=False,
+                              shuffle=True)
+    assert sorted(metas) == [1, 3] and metas[1]["tokens"] == metas[3]["tokens"] and metas[3]["layer"] == 3
+    assert load_windows(folders[1]) == load_windows(folders[3])
+    for layer, folder in folders.items():
+        alone = cache_activations(tiny_llama, tok, _docs(), layer, tmp_path / f"alone{layer}", ctx=24,
+                                  shard_tokens=100, progress=False, shuffle=True)
+        assert alone == metas[layer]
+        a, b = load_cache(folder), load_cache(tmp_path / f"alone{layer}")
+        assert torch.equal(a["window"], b["window"]) and torch.equal(a["pos"], b["pos"])
+        torch.testing.assert_close(a["acts"].float(), b["acts"].float(), rtol=2e-3, atol=2e-3)
+
+
+def test_shuffle_takes_every_window_in_a_seeded_order(tiny_llama, tmp_path):
+    tok = tiny_tokenizer()
+    cache_activations(tiny_llama, tok, _docs(), LAYER, tmp_path / "plain", ctx=24, progress=False)
+    cache_activations(tiny_llama, tok, _docs(), LAYER, tmp_path / "mixed", ctx=24, progress=False, shuffle=True)
+    plain, mixed = load_windows(tmp_path / "plain"), load_windows(tmp_path / "mixed")
+    assert plain != mixed and sorted(plain) == sorted(mixed)

@@ -4,7 +4,7 @@ One owner for the engine, its event loop and its thread; `close()` shuts all thr
 decoder side (`VLLMDecoder.run`) keeps `Decoder.run`'s contract, so the `Engine`, the app, the
 console and the evaluation work unchanged: each row streams its tokens through its own `RowText`,
 Stop aborts the engine request at once, and every row ends whatever happens. A steered request
-sends its plan to our worker extension (`vllm_worker`) and carries a cache salt derived from the
+sends its plan to our worker extension (`worker`) and carries a cache salt derived from the
 plan, so prefix-cache blocks are shared only between requests steered the same way.
 """
 
@@ -21,10 +21,10 @@ from concurrent.futures import Future
 
 import torch
 
+from steering.backends.payload import to_payload
 from steering.generate.decode import InFlight, Request
-from steering.serving.payload import to_payload
 
-EXTENSION = "steering.serving.vllm_worker.SteeringWorkerExtension"  # imported by vLLM's worker, not here
+EXTENSION = "steering.backends.vllm.worker.SteeringWorkerExtension"  # imported by vLLM's worker, not here
 
 STOP_POLL_S = 0.005
 

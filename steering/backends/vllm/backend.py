@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from steering.serving.payload import to_payload
-from steering.serving.served_model import ServedModel, tokenizer_for
-from steering.serving.vllm_engine import VLLMEngine
+from steering.backends.payload import to_payload
+from steering.backends.served import ServedModel, tokenizer_for
+from steering.backends.vllm.engine import VLLMEngine
 
 
 class VLLMModel(ServedModel):

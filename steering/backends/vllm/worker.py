@@ -13,7 +13,7 @@ from interp_engine.address import Address
 from interp_engine.vllm_capture import requests as _demux
 from interp_engine.vllm_plugin import InterpWorkerExtension
 
-from steering.serving.payload import from_payload
+from steering.backends.payload import from_payload
 
 
 class SteeringWorkerExtension(InterpWorkerExtension):

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from steering.backends.payload import to_payload
+from steering.backends.served import ServedModel, tokenizer_for
 from steering.generate.decode import InFlight, Request
-from steering.serving.engine_api import decode_tensor, encode_tensor
-from steering.serving.payload import to_payload
-from steering.serving.served_model import ServedModel, tokenizer_for
+from steering.serving.wire import decode_tensor, encode_tensor
 
 TIMEOUT_S = 600
 ROUTES_KEPT = 1000

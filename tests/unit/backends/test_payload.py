@@ -11,8 +11,8 @@ import torch
 
 from steering.sae import TopKFeature
 from steering.sae.core import SAE, FeatureRule
-from steering.serving.payload import from_payload, to_payload
-from steering.serving.vllm_engine import plan_fingerprint
+from steering.backends.payload import from_payload, to_payload
+from steering.backends.vllm.engine import plan_fingerprint
 from steering.steer.apply import apply_layer_edits
 from steering.steer.plan import Edit, SteeringPlan
 
