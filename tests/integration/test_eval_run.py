@@ -1,7 +1,8 @@
 """The evaluation as runs, end to end on the real model and the shipped SAE: a tiny run config (two report
 prompts, 3-token answers, one feature at two settings) through `python -m steering.offline.eval run` writes a
 run directory that a second run resumes without generating anything; a light `pick` screen chooses a setting.
-The probes are cut down: two neutral subjects, four instructions, two music subjects, one-token texts."""
+The probes are cut down: three templates (one held out), two neutral subjects, four instructions, two music
+subjects, one-token texts."""
 
 import json
 
@@ -24,8 +25,7 @@ MUSIC = next(f for f in load_config(ROOT / "demo.yaml").features if f.index == 8
 @pytest.fixture(scope="module", autouse=True)
 def small_probe_set():
     full = probe_set()
-    small = ProbeSet(full.version, full.templates, full.heldout_templates, ("a pencil", "a ladder"),
-                     full.neutral_instructions[:4], 2)
+    small = ProbeSet(full.version, full.templates[:3], 1, ("a pencil", "a ladder"), full.neutral_instructions[:4], 2)
     patch = pytest.MonkeyPatch()
     patch.setattr(scorer_module, "probe_set", lambda: small)
     patch.setattr(run_module, "concept", lambda name, version: replace(
@@ -79,12 +79,12 @@ def test_a_run_config_writes_a_run_directory_and_a_second_run_regenerates_nothin
             assert row["concept"] == row["lexicon"] + row["probe"] and 0 < row["tokens"] <= 3
             assert {row["instruction"], row["fluency"]} <= {0, 1, 2}
     assert r["thresholds"]["t1"] <= r["thresholds"]["t2"] and r["fit"]["answers"] == 2
-    assert r["probes"]["music"]["heldout"]["n_pos"] == 2 * 2  # 2 held-out templates x 2 subjects
-    assert r["probes"]["music"]["heldout"]["n_neg"] == 2 * 2 + 2  # templates x subjects, instructions (no i % 3 == 2)
+    assert r["probes"]["music"]["heldout"]["n_pos"] == 1 * 2  # 1 held-out template x 2 subjects
+    assert r["probes"]["music"]["heldout"]["n_neg"] == 1 * 2 + 2  # template x subjects, instructions (no i % 3 == 2)
     table = (out / "table.md").read_text()
     assert f"| music (instruments) (L15:8241) [music] | {MUSIC.mode} 20 |" in table and "| system prompt |" in table
     # answers: the fit split's and the report split's unsteered ones, each setting's, the baseline's, the probe texts
-    assert r["answers_generated"] == 2 + 2 + 2 * 2 + 2 + (6 * 2 + 6 * 2 + 4)
+    assert r["answers_generated"] == 2 + 2 + 2 * 2 + 2 + (3 * 2 + 3 * 2 + 4)
     stored = sorted(p.name.split("-")[0] for p in (out / "answers").glob("*.json"))
     assert stored == ["L15_8241", "L15_8241", "probe", "system", "unsteered"]
 

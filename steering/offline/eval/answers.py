@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from steering.model.embedded import cache_root
+
 
 def seeds_for(seed: int, n: int) -> list[int]:
     """The sampling seed of each of n prompts at run seed `seed`: `seed * 1000 + i`."""
@@ -50,8 +52,6 @@ def generate(engine, prompts: Sequence[str], seeds: Sequence[int], max_new_token
 
 def shared_dir() -> Path:
     """The store shared by all runs (named as the scorer's first answer cache, so those answers stay valid)."""
-    from steering.model.embedded import cache_root
-
     return cache_root() / "axbench"
 
 

@@ -22,9 +22,9 @@
         concept: music              # left out: the concept its label names
         params: {}                  # more FeatureSpec fields, passed to the library as they are
 
-Every feature runs at each (mode, strength) pair. `parse.load_run_config` checks everything a run needs before a model
-is loaded and raises one `ConfigError` naming each bad field, its value and the fix; `RunConfig.to_dict` is the
-resolved form a run directory keeps (versions pinned, features explicit), which runs again as it is."""
+Every feature runs at each (mode, strength) pair. `parse.load_run_config` checks everything a run needs before a
+model is loaded and raises one `ConfigError` naming each bad field, its value and the fix; `RunConfig.to_dict` is
+the resolved form a run directory keeps (versions pinned, features explicit), which runs again as it is."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
+from steering.config import FeatureSpec
 from steering.offline.eval.splits import split
+
 
 @dataclass(frozen=True)
 class EngineSpec:
@@ -81,8 +83,6 @@ class FeatureRun:
 
     def spec(self, mode: str, strength: float):
         """The library's `FeatureSpec` of one setting, `params` included."""
-        from steering.config import FeatureSpec
-
         return FeatureSpec(layer=self.layer, index=self.index, strength=strength, label=self.label or self.concept,
                            mode=mode, **self.params)
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from steering.engine import Engine
 from steering.offline.eval.answers import Answers, AnswerStore, shared_dir
 from steering.offline.eval.config import FeatureRun, RunConfig
 from steering.offline.eval.grades import fluency_ratio, median_ppl_ratio, summarise
@@ -53,8 +54,6 @@ class Evaluation:
         self.config, self.out, self.log, self.command = config, None if out is None else Path(out), log, command
         self._owns = engine is None
         if engine is None:
-            from steering.engine import Engine
-
             e = config.engine
             engine = Engine.from_config(e.config, device=e.device, dtype=e.dtype, **e.overrides)
         self.engine = engine
