@@ -42,7 +42,7 @@ from typing import Sequence
 import torch
 
 from steering.offline.eval.answers import generate, seeds_for
-from steering.offline.eval.lexicons import BROAD, concept_for, concepts, mentions
+from steering.offline.eval.lexicons import BROAD, concept, concept_for, concepts, mentions
 from steering.offline.eval.report import write_run
 from steering.offline.eval.splits import split
 from steering.offline.scoring import add_text_only_fluency, answer_nll, score
@@ -209,7 +209,7 @@ def find(config_path: str, concepts: Sequence[str], n: int = 5, screen: int = 3,
 
     found = {}
     for name in concepts:
-        c = concepts(BROAD)[name]
+        c = concept(name, BROAD)
         ranked = s.differential(prep(c.differential_prompts), prep(neutral), n=n, chat=chat)
         cands = [(r.index, "differential", r.score) for r in ranked]
         if fc is not None:

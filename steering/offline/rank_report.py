@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from steering.offline.eval.answers import generate, seeds_for
-from steering.offline.eval.lexicons import BROAD, concepts, mentions
+from steering.offline.eval.lexicons import BROAD, concept, concepts, mentions
 from steering.offline.eval.report import write_run
 from steering.offline.eval.splits import split
 
@@ -155,7 +155,7 @@ def run(config: str, concepts: Sequence[str], out: Path | None, n_prompts: int =
     print(f"loaded, unsteered answers in {time.time() - t0:.0f}s; settings {settings}", flush=True)
     for name in concepts:
         t1 = time.time()
-        c = concepts(BROAD)[name]
+        c = concept(name, BROAD)
         found = rank_lists(s, cards, name, layer, norm, top, pool)
         order = list(dict.fromkeys(i for k in LISTS for i in found["rankings"][k]))
         todo = [(i, mode, st) for i in order for mode, st in settings if (i, mode) not in scored]
