@@ -7,15 +7,16 @@ Features that steer the output sit late in a model (Arad et al. 2025 find them a
 SAE is at layer 15 of 30. Per candidate layer L, each step resumable (SAEs under the cache root, not committed):
 1. a probe SAE of the shipped shape (16,384 features, k = 64) trained on the first `--tokens` positions of the
    layer's shuffled training cache (`--epochs`, learning rate 2e-3);
-2. its centred variance explained on `--heldout-tokens` positions of the held-out split, the output score of every feature
-   (`feature_stats`: Arad et al.'s score at 1x the layer's typical norm) and feature labels (`contexts`);
+2. its centred variance explained on `--heldout-tokens` positions of the held-out split, the output score
+   (Arad et al.'s, at 1x the layer's typical norm, as `feature_stats` computes it) of `--output-sample` live
+   features drawn at random, and feature labels (`contexts`);
 3. a steering screen: for each concept, a pool of label matches (`label_candidates` on the tight lexicon) and the
    top differential features (`Engine.differential` on `concept_prompt_sets`), ranked by the live output score on
    the concept's own tokens (`rank_concept`); the best `--candidates` are steered at `SETTINGS` (fractions of
    the layer's typical norm) on the first `--n-prompts` pick prompts, `--max-new-tokens` tokens, seed 0, through
    the serving path; inclusion (tight lexicon) and fluency ratio (perplexity of the answers under the unsteered
    model with the prompt, over the unsteered answers') as the light screen scores them.
-A run meets the target at inclusion >= 70% and fluency ratio <= 2. Writes OUT/results.json (every run and
+(Scored on a sample because every feature's score costs about ten minutes a layer on two cores.) A run meets the target at inclusion >= 70% and fluency ratio <= 2. Writes OUT/results.json (every run and
 answer), OUT/summary.md and OUT/output_scores.png; rerunning the command continues where it stopped."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -89,6 +91,31 @@ def heldout_quality(folder: Path, cache: Path) -> dict:
         err += float((sae.decode(codes) - x[b : b + 4096]).pow(2).sum())
         l0 += float((codes > 0).sum())
     return {"fve_centred": 1 - err / float((x - x.mean(0)).pow(2).sum()), "l0": l0 / len(x), "positions": len(x)}
+
+
+@torch.inference_mode()
+def sampled_output_scores(folder: Path, layer: int, model_name: str, n: int, seed: int = 0) -> dict:
+    """Quantiles of the output score (Arad et al., at 1x the typical norm, as `feature_stats`) over `n` features
+    drawn at random: the distribution without the cost of scoring every feature."""
+    from safetensors.torch import load_file
+
+    from steering.inspection.capture import typical_norm
+    from steering.inspection.output_score import neutral_prompt_ids, output_scores
+    from steering.model.loading import load_model
+    from steering.sae import load_sae
+
+    t0 = time.time()
+    sae = load_sae(folder)
+    alive = load_file(str(folder / "feature_stats.safetensors"))["density"] > 0
+    pool = alive.nonzero().squeeze(1)
+    pick = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]]
+    model, tok = load_model(model_name, device="cpu", dtype="float32")[:2]
+    norm = typical_norm(model, tok, layer)
+    score = output_scores(model, layer, sae.W_dec.float()[pick], neutral_prompt_ids(tok), norm, batch_size=128).score
+    return {**{f"q{int(x * 100)}": float(score.quantile(x)) for x in QUANTILES},
+            "share_above_0.1": float((score > 0.1).float().mean()), "sampled": len(pick),
+            "dead_share": float((~alive).float().mean()), "typical_norm": norm, "seconds": round(time.time() - t0),
+            "scores": [round(float(v), 6) for v in score]}
 
 
 def write_config(layer: int, root: Path, out: Path, base: str = "demo.yaml") -> Path:
@@ -210,20 +237,19 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(results: dict, path: Path, root: Path) -> None:
+def plot(results: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from safetensors.torch import load_file
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for layer in sorted(map(int, results["layers"])):
-        stats = root / f"layer_{layer}" / "feature_stats.safetensors"
-        if stats.exists():
-            s = load_file(str(stats))["output_score"].sort(descending=True).values
-            ax.plot(range(1, len(s) + 1), s.clamp_min(1e-6).numpy(), label=f"layer {layer}")
-    ax.set(xscale="log", yscale="log", xlabel="feature rank", ylabel="output score (Arad et al.)",
+    for layer, r in sorted(results["layers"].items(), key=lambda kv: int(kv[0])):
+        scores = r.get("output_scores", {}).get("scores")
+        if scores:
+            s = sorted(scores, reverse=True)
+            ax.plot([(k + 1) / len(s) for k in range(len(s))], [max(v, 1e-6) for v in s], label=f"layer {layer}")
+    ax.set(yscale="log", xlabel="share of live features (sampled), best first", ylabel="output score (Arad et al.)",
            title="Output scores of each probe SAE's features")
     ax.legend()
     fig.tight_layout()
@@ -243,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--tokens", type=int, default=262_000, help="training positions per probe SAE")
     p.add_argument("--epochs", type=float, default=3.0)
     p.add_argument("--heldout-tokens", type=int, default=40_000, help="held-out positions for FVE and densities")
+    p.add_argument("--output-sample", type=int, default=2048, help="live features whose output score is measured")
     p.add_argument("--candidates", type=int, default=3, help="features screened per concept and layer")
     p.add_argument("--n-prompts", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=40)
@@ -258,8 +285,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     results = json.loads(path.read_text()) if path.exists() else {"layers": {}}
     results.update(tokens=args.tokens, epochs=args.epochs, n_prompts=args.n_prompts,
                    max_new_tokens=args.max_new_tokens, corpus_manifest=_manifest(args.corpus),
-                   command="python -m steering.offline.layer_probe " + " ".join(argv if argv is not None else
-                                                                               __import__("sys").argv[1:]))
+                   command=rerun_command(argv if argv is not None else sys.argv[1:]))
 
     def save() -> None:
         path.write_text(json.dumps(results, indent=1))
@@ -283,15 +309,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             save()
         if "stats" in steps and "output_scores" not in r:
             r["quality"] = heldout_quality(folder, heldout[layer])
-            meta = feature_stats(folder, heldout[layer], progress=False)
-            from safetensors.torch import load_file
-
-            s = load_file(str(folder / "feature_stats.safetensors"))
-            score, density = s["output_score"], s["density"]
-            r["output_scores"] = {**{f"q{int(x * 100)}": float(score.quantile(x)) for x in QUANTILES},
-                                  "share_above_0.1": float((score > 0.1).float().mean()),
-                                  "dead_share": float((density == 0).float().mean()),
-                                  "typical_norm": float(meta["typical_norm"]), "seconds": float(meta["output_seconds"])}
+            feature_stats(folder, heldout[layer], progress=False, skip_output=True)  # densities, for the cards
+            r["output_scores"] = sampled_output_scores(folder, layer, args.model, args.output_sample)
             from steering.offline.contexts import main as contexts
 
             contexts([str(folder), "--cache", str(default_cache_dir(args.model, layer, args.corpus, "train")),
@@ -301,9 +320,22 @@ def main(argv: Sequence[str] | None = None) -> None:
             config = write_config(layer, root, args.out)
             screen_layer(config, layer, args.candidates, args.n_prompts, args.max_new_tokens, r, save)
             save()
-    plot(results, args.out / "output_scores.png", root)
+    plot(results, args.out / "output_scores.png")
     save()
     print(markdown(results))
+
+
+def rerun_command(argv: Sequence[str]) -> str:
+    """The command line that reruns the whole probe: `--steps` only splits one run into parts, so it is left out."""
+    args, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--steps":
+            skip = True
+        elif not a.startswith("--steps="):
+            args.append(a)
+    return " ".join(["python -m steering.offline.layer_probe", *args])
 
 
 def _manifest(corpus: Path) -> dict:

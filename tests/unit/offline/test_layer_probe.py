@@ -48,3 +48,8 @@ def test_markdown_has_a_row_per_layer_and_marks_met_runs():
 def test_settings_stay_near_the_layer_15_defaults():
     assert all(0.1 <= f <= 0.35 for _, f in layer_probe.SETTINGS)
     assert len(layer_probe.CONCEPTS) == 8
+
+
+def test_the_recorded_command_reruns_the_whole_probe():
+    argv = ["--corpus", "c", "--steps", "screen", "--layers", "18,22", "--steps=train"]
+    assert layer_probe.rerun_command(argv) == "python -m steering.offline.layer_probe --corpus c --layers 18,22"
