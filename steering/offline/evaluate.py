@@ -1,7 +1,7 @@
 """Does steering work? Find concept features, then sweep their strength and measure it.
 
     python -m steering.offline.evaluate find  [demo.yaml] [--concepts ocean,dogs,...]
-    python -m steering.offline.evaluate sweep [demo.yaml] [--out benchmarks/steering_eval]
+    python -m steering.offline.evaluate sweep [demo.yaml] [--out benchmarks/runs/steering_eval]
 
 **find** ranks SAE features by the inspector's differential score (`steering.inspection.stats.differential_features`:
 mean code on prompts about a concept minus mean code on neutral prompts, at the last prompt token),
@@ -10,23 +10,25 @@ counting answers that mention the concept and measuring their fluency. It prints
 picks the defaults.
 
 **sweep** takes every feature of the config whose label names a concept below and, over
-`NEUTRAL_PROMPTS` (40 prompts with no concept in them), generates answers:
+the `neutral` split (40 prompts with no concept in them), generates answers:
 - unsteered (once), and with the system prompt "Talk about X in every answer." (the baseline);
 - steered with that feature alone, in `add` and `clamp` mode, at each strength of `--strengths`
   (`--strengths config`: once, at the feature's own strength and mode, to check the shipped settings
   on a `--seed` they were not picked on).
 
 Concept inclusion: the share of answers that contain at least one of the concept's keywords
-(case-insensitive, whole words; the endings -s, -es, -d, -ed and -ing allowed); the lists are in `CONCEPTS`.
+(case-insensitive, whole words; the endings -s, -es, -d, -ed and -ing allowed): version 1 (broad) of the
+concepts' word lists (`steering/offline/eval/data/lexicons/`).
 Fluency: the perplexity of the answers under the *unsteered* model, conditioned on the same chat prompt
 (without any system prompt about the concept), divided by the perplexity of the unsteered answers.
 Also reported, the text-only fluency ratio: the same perplexity ratio with the answers read as plain text
 (no prompt), which does not count leaving the prompt's topic as disfluency.
 Answers come through the serving path, the engine's own decoder (`Engine.run_now`), with the config's
 generation settings (the app's: temperature 0.7, top-p 0.9, repetition penalty 1.1) and one seed per
-prompt (`seed * 1000 + i` for prompt i), so the figures measure what a visitor gets. The prompts and
-keyword lists are in `lexicon`, the scores in `scoring`.
-Writes `OUT.json` (every answer), `OUT.md` (tables) and `OUT.png` (plot)."""
+prompt (`seed * 1000 + i` for prompt i), so the figures measure what a visitor gets (the evaluation's one answer
+loop, `eval.answers.generate`). The prompts are the `neutral` split, the scores `scoring`'s.
+Writes a run directory OUT/: `config.yaml` (the command and its settings), `results.json` (every answer),
+`table.md` and `plot.png`."""
 
 from __future__ import annotations
 
@@ -34,55 +36,34 @@ import argparse
 import json
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from steering.offline.lexicon import (
-    CONCEPTS,
-    NEUTRAL_PROMPTS,
-    concept_for,
-    mentions,
-)
+from steering.offline.eval.answers import generate, seeds_for
+from steering.offline.eval.lexicons import BROAD, concept, concept_for, concepts, mentions
+from steering.offline.eval.report import write_run
+from steering.offline.eval.splits import split
 from steering.offline.scoring import add_text_only_fluency, answer_nll, score
+
+NEUTRAL = "neutral"
+"""The prompt split of the sweep (40 prompts with no concept in them)."""
 
 
 def generate_answers(engine, prompts: Sequence[str], plan=None, system_prompt: str | None = None,
-                     max_new_tokens: int = 48, seed: int = 0, batch_size: int = 16) -> list[list[int]]:
-    """Answers (token ids, up to the end-of-turn token) to each prompt, through the serving path.
-
-    Each prompt is one request of the engine's own decoder, with the config's sampling settings and its
-    own seed (`seed * 1000 + i` for prompt i), so an answer does not depend on which prompts share its
-    batch (up to float rounding), and the figures measure what a visitor gets.
-    """
-    settings = engine.config.generation
-    eos = set(engine.eos_ids())
-    out: list[list[int]] = []
-    for b in range(0, len(prompts), batch_size):
-        requests = [engine.request([{"role": "user", "content": p}], plan,
-                                   replace(settings, max_new_tokens=max_new_tokens, seed=seed * 1000 + b + i), system_prompt)
-                    for i, p in enumerate(prompts[b : b + batch_size])]
-        engine.run_now(requests)
-        for r in requests:
-            if r.error is not None:
-                raise r.error
-            ans = []
-            for t in r.tokens:
-                if t in eos:
-                    break
-                ans.append(t)
-            out.append(ans)
-    return out
+                     max_new_tokens: int = 48, seed: int = 0) -> list[list[int]]:
+    """Answers to each prompt through the serving path, prompt i sampled with seed `seed * 1000 + i`."""
+    return generate(engine, prompts, seeds_for(seed, len(prompts)), max_new_tokens, plan, system_prompt)
 
 
 def sweep(config_path: str, out: Path, strengths: Sequence[float] | None, modes: Sequence[str] = ("add", "clamp"),
-          max_new_tokens: int = 96, prompts: Sequence[str] = NEUTRAL_PROMPTS, seed: int = 0) -> dict:
+          max_new_tokens: int = 96, prompts: Sequence[str] | None = None, seed: int = 0) -> dict:
     """`strengths=None` runs each feature once, at its own strength and mode from the config: a check of the
     shipped settings (use another `seed` than the one the settings were picked on)."""
     from steering.engine import Engine
 
+    prompts = list(split(NEUTRAL).prompts) if prompts is None else list(prompts)
     s = Engine.from_config(config_path, device="cpu", dtype="float32")
     model, tok = s.model, s.tokenizer
     t0 = time.time()
@@ -95,13 +76,13 @@ def sweep(config_path: str, out: Path, strengths: Sequence[float] | None, modes:
               "unsteered": {"answers": base_texts, "perplexity": math.exp(base_nll[0] / base_nll[1])},
               "features": []}
     for f in s.features:
-        concept = concept_for(f.label)
+        concept = concept_for(f.label, BROAD)
         if concept is None:
             print(f"skipping {f.key} ({f.label}): no concept keywords for its label")
             continue
         entry = {"key": str(f.key), "layer": f.layer, "index": f.index, "label": f.label, "concept": concept.name,
                  "default_strength": f.strength,
-                 "unsteered_inclusion": sum(mentions(t, concept.keywords) for t in base_texts) / len(base_texts)}
+                 "unsteered_inclusion": sum(mentions(t, concept.words) for t in base_texts) / len(base_texts)}
         sysp = generate_answers(s, prompts, system_prompt=concept.system, max_new_tokens=max_new_tokens,
                                 seed=seed)
         entry["system_prompt"] = {"text": concept.system, **score(model, tok, prompts, sysp, concept, base_nll)}
@@ -123,10 +104,13 @@ def sweep(config_path: str, out: Path, strengths: Sequence[float] | None, modes:
               f"ratio {entry['system_prompt']['fluency_ratio']:.2f}; target met: {entry['meets_target']}", flush=True)
     add_text_only_fluency(result, model, tok)
     result["seconds"] = time.time() - t0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    out.with_suffix(".md").write_text(markdown_table(result))
-    plot(result, out.with_suffix(".png"))
+    s.close()
+    record = {"command": "python -m steering.offline.evaluate sweep", "engine": {"config": str(config_path),
+              "device": "cpu", "dtype": "float32"}, "split": split(NEUTRAL).ref, "n_prompts": len(prompts),
+              "seed": seed, "max_new_tokens": max_new_tokens, "lexicon": BROAD,
+              "strengths": "config" if strengths is None else list(strengths),
+              "modes": "config" if strengths is None else list(modes)}
+    write_run(out, record, result, markdown_table(result), plot_fn=plot)
     return result
 
 
@@ -215,7 +199,8 @@ def find(config_path: str, concepts: Sequence[str], n: int = 5, screen: int = 3,
         fc = load_feature_contexts(sae_folder) if sae_folder else None
     except FileNotFoundError:
         fc = None
-    screen_prompts = NEUTRAL_PROMPTS[:8]
+    neutral = list(split(NEUTRAL).prompts)
+    screen_prompts = neutral[:8]
     base = generate_answers(s, screen_prompts, max_new_tokens=32)
     base_nll = answer_nll(s.model, s.tokenizer, screen_prompts, base)
 
@@ -224,11 +209,11 @@ def find(config_path: str, concepts: Sequence[str], n: int = 5, screen: int = 3,
 
     found = {}
     for name in concepts:
-        c = CONCEPTS[name]
-        ranked = s.differential(prep(c.positive), prep(NEUTRAL_PROMPTS), n=n, chat=chat)
+        c = concept(name, BROAD)
+        ranked = s.differential(prep(c.differential_prompts), prep(neutral), n=n, chat=chat)
         cands = [(r.index, "differential", r.score) for r in ranked]
         if fc is not None:
-            for word in c.keywords[:4]:
+            for word in c.words[:4]:
                 for i in fc.search(word, search):
                     if i not in [x[0] for x in cands]:
                         cands.append((i, f"label:{word}", None))
@@ -249,6 +234,7 @@ def find(config_path: str, concepts: Sequence[str], n: int = 5, screen: int = 3,
                   f"screen {row.get('screen_inclusion', '-')} ratio {row.get('screen_fluency_ratio', '-')}  "
                   f"{row.get('screen_example', '')[:80]!r}", flush=True)
         found[name] = rows
+    s.close()
     return found
 
 
@@ -257,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = p.add_subparsers(dest="cmd", required=True)
     pf = sub.add_parser("find", help="rank candidate features for concepts")
     pf.add_argument("config", nargs="?", default="demo.yaml")
-    pf.add_argument("--concepts", default=",".join(CONCEPTS))
+    pf.add_argument("--concepts", default=",".join(concepts(BROAD)))
     pf.add_argument("--n", type=int, default=5)
     pf.add_argument("--screen", type=int, default=3)
     pf.add_argument("--strength", type=float, default=40.0, help="screening strength (add mode)")
@@ -267,13 +253,13 @@ def main(argv: list[str] | None = None) -> None:
     pf.add_argument("--search", type=int, default=3, help="label hits per keyword to screen as well")
     ps = sub.add_parser("sweep", help="strength sweep of the config's features")
     ps.add_argument("config", nargs="?", default="demo.yaml")
-    ps.add_argument("--out", type=Path, default=Path("benchmarks/steering_eval"))
+    ps.add_argument("--out", type=Path, default=Path("benchmarks/runs/steering_eval"), help="the run directory")
     ps.add_argument("--strengths", default="30,40,50",
                     help="comma-separated, or 'config': each feature once at its own strength and mode")
     ps.add_argument("--seed", type=int, default=0, help="sampling seed (answers are sampled as in the app)")
     ps.add_argument("--modes", default="add,clamp")
     ps.add_argument("--max-new-tokens", type=int, default=96, help="answer length (the app allows 256)")
-    ps.add_argument("--n-prompts", type=int, default=len(NEUTRAL_PROMPTS), help="use the first N neutral prompts")
+    ps.add_argument("--n-prompts", type=int, default=None, help="use the first N neutral prompts (default: all 40)")
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.cmd == "find":
@@ -284,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         strengths = None if args.strengths == "config" else [float(x) for x in args.strengths.split(",")]
         r = sweep(args.config, args.out, strengths, args.modes.split(","), args.max_new_tokens,
-                  NEUTRAL_PROMPTS[: args.n_prompts], args.seed)
+                  list(split(NEUTRAL).prompts)[: args.n_prompts], args.seed)
         print(markdown_table(r))
 
 

@@ -138,10 +138,10 @@ def candidates(engine, cards, concept, layer: int, norm: float, n: int) -> list[
     """The concept's best `n` features by live output score among label matches and the differential top."""
     from steering.inspection.concept_rank import rank_concept
     from steering.inspection.concepts import concept_prompt_sets
-    from steering.offline.axbench_pick import label_candidates
+    from steering.offline.eval.pick import label_candidates
 
     matched = label_candidates(cards, concept.words, n=12)
-    pos, neg = concept_prompt_sets(concept.subjects[0])
+    pos, neg = concept_prompt_sets(concept.probe_subjects[0])
     diff = [r.index for r in engine.differential(pos, neg, n=12, chat=False, layer=layer)]
     pool = list(dict.fromkeys(matched + diff))
     ranked = rank_concept(engine.backend, layer, engine.sae(layer).W_dec.float(), pool, concept.name, norm)
@@ -155,25 +155,26 @@ def screen_layer(config: Path, layer: int, n_candidates: int, n_prompts: int, ma
     from steering.config import FeatureSpec
     from steering.engine import Engine
     from steering.inspection.cards import load_feature_cards
-    from steering.offline.axbench_concepts import SPLITS, TIGHT
-    from steering.offline.axbench_grades import fluency_ratio
-    from steering.offline.axbench_pick import LightScorer
+    from steering.offline.eval.answers import Answers, AnswerStore, shared_dir
+    from steering.offline.eval.grades import fluency_ratio
+    from steering.offline.eval.lexicons import concept as tight
+    from steering.offline.eval.scorer import LightScorer
+    from steering.offline.eval.splits import split
     from steering.offline.rank_report import generate_many
     from steering.sae import resolve_sae_folder
 
-    prompts = SPLITS["pick"][:n_prompts]
+    prompts = list(split("pick").prompts[:n_prompts])
     with Engine.from_config(config, device="cpu", dtype="float32") as engine:
         c = engine.config
         cards = load_feature_cards(resolve_sae_folder(c.sae_source(), c.sae.subfolder(layer), c.sae.revision))
         norm = engine.typical_norm(layer)
-        scorer = LightScorer(engine, max_new_tokens, seed=0)
-        from steering.offline.axbench_measure import unsteered_answers
-
-        base = scorer.score(TIGHT["music"], prompts, unsteered_answers(engine, prompts, 0, max_new_tokens))["rows"]
+        plain = Answers(engine, None, AnswerStore(shared_dir()))
+        scorer = LightScorer(engine, plain, max_new_tokens)
+        base = scorer.score(tight("music"), prompts, plain.get(prompts, 0, max_new_tokens))["rows"]
         entry = record.setdefault("screen", {})
         entry.update(typical_norm=norm, settings=[[m, round(f * norm, 1)] for m, f in SETTINGS], prompts=prompts)
         for name in CONCEPTS:
-            concept = TIGHT[name]
+            concept = tight(name)
             found = entry.setdefault("concepts", {}).get(name)
             if found is None:
                 found = {"candidates": candidates(engine, cards, concept, layer, norm, n_candidates), "runs": []}

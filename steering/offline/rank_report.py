@@ -1,7 +1,7 @@
 """Do features ranked by output score steer better than features ranked by input differential?
 
     python -m steering.offline.rank_report [demo.yaml] --concepts football,music,food,computers,ocean,dogs \
-        --out benchmarks/rank_report
+        --out benchmarks/runs/rank_report
 
 Per concept, three top-10 lists over the inspector layer's SAE:
 - **differential** (input side): `Engine.differential` on `inspection.concepts.concept_prompt_sets(concept)`,
@@ -16,27 +16,29 @@ The inspector's concept search (`service.inspector.concept_search`) ranks by the
 score meant for a concept is the live one (`concept_rank.rank_concept`), the shipped one being per feature.
 
 Every feature on a list is steered through the serving path (`Engine.run_now`, the config's sampling
-settings, prompt j seeded `seed * 1000 + j` as `evaluate.generate_answers` does; several features' requests
-share one batch, each row with its own plan) on the first `--n-prompts` (7) neutral prompts of
-`lexicon.NEUTRAL_PROMPTS` (the pick split), `--max-new-tokens` 48, at one strength per mode fixed in advance:
+settings, prompt j seeded `seed * 1000 + j` (`eval.answers.generate`); several features' requests share one
+batch, each row with its own plan) on the first `--n-prompts` (7) prompts of the `neutral` split (the first
+pick prompts), `--max-new-tokens` 48, at one strength per mode fixed in advance:
 add at `ADD_FRACTION` and clamp at `CLAMP_FRACTION` of the layer's typical norm (the sweep's typical
-target-meeting settings, add 30 and clamp 40 at norm 176.9; benchmarks/steering_eval.md). Inclusion and
-fluency ratio are `scoring.score`'s, as the evaluation measures them. A feature *steers* when at least one of
+target-meeting settings, add 30 and clamp 40 at norm 176.9; benchmarks/runs/steering_eval/table.md). Inclusion
+and fluency ratio are `scoring.score`'s, with the broad word lists (lexicon version 1), as the sweep measures them. A feature *steers* when at least one of
 its two settings reaches inclusion >= 70% with fluency ratio <= 2 (the sweep's `meets_target`).
-Writes OUT.json (every ranking, score and answer) and OUT.md (the tables)."""
+Writes the run directory OUT/: config.yaml (the command and its settings), results.json (every ranking, score and
+answer) and table.md."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from steering.offline.lexicon import CONCEPTS, NEUTRAL_PROMPTS, mentions
+from steering.offline.eval.answers import generate, seeds_for
+from steering.offline.eval.lexicons import BROAD, concept, concepts, mentions
+from steering.offline.eval.report import write_run
+from steering.offline.eval.splits import split
 
 TARGET_INCLUSION, TARGET_RATIO = 0.7, 2.0
 ADD_FRACTION, CLAMP_FRACTION = 0.17, 0.23
@@ -130,7 +132,6 @@ def run(config: str, concepts: Sequence[str], out: Path | None, n_prompts: int =
     from steering.config import FeatureSpec
     from steering.engine import Engine
     from steering.inspection.feature_info import load_feature_info
-    from steering.offline.evaluate import generate_answers
     from steering.offline.scoring import answer_nll, score
 
     t0 = time.time()
@@ -142,8 +143,8 @@ def run(config: str, concepts: Sequence[str], out: Path | None, n_prompts: int =
         raise SystemExit(f"no feature data (feature_contexts.json.gz) in the SAE folder of layer {layer}")
     norm = s.typical_norm(layer)
     settings = [("add", round(ADD_FRACTION * norm, 1)), ("clamp", round(CLAMP_FRACTION * norm, 1))]
-    prompts = NEUTRAL_PROMPTS[:n_prompts]
-    base = generate_answers(s, prompts, max_new_tokens=max_new_tokens, seed=seed)
+    prompts = list(split("neutral").prompts)[:n_prompts]
+    base = generate(s, prompts, seeds_for(seed, len(prompts)), max_new_tokens)
     base_nll = answer_nll(s.model, s.tokenizer, prompts, base)
     base_texts = [s.tokenizer.decode(a, skip_special_tokens=True) for a in base]
     report = {"config": config, "layer": layer, "typical_norm": norm, "settings": settings, "prompts": prompts,
@@ -154,7 +155,7 @@ def run(config: str, concepts: Sequence[str], out: Path | None, n_prompts: int =
     print(f"loaded, unsteered answers in {time.time() - t0:.0f}s; settings {settings}", flush=True)
     for name in concepts:
         t1 = time.time()
-        c = CONCEPTS[name]
+        c = concept(name, BROAD)
         found = rank_lists(s, cards, name, layer, norm, top, pool)
         order = list(dict.fromkeys(i for k in LISTS for i in found["rankings"][k]))
         todo = [(i, mode, st) for i in order for mode, st in settings if (i, mode) not in scored]
@@ -170,12 +171,12 @@ def run(config: str, concepts: Sequence[str], out: Path | None, n_prompts: int =
             print(f"  {name}: {min(b + per, len(todo))}/{len(todo)} runs ({time.time() - t0:.0f}s)", flush=True)
         feats, runs = {}, {}
         for i in order:
-            runs[i] = [dict(scored[(i, mode)], inclusion=sum(mentions(a, c.keywords) for a in scored[(i, mode)]["answers"])
+            runs[i] = [dict(scored[(i, mode)], inclusion=sum(mentions(a, c.words) for a in scored[(i, mode)]["answers"])
                             / len(prompts)) for mode, _ in settings]
             feats[str(i)] = {**found["scores"][i], "runs": runs[i]}
         counts = {k: count(found["rankings"][k], runs) for k in LISTS}
         report["concepts"][name] = {
-            "unsteered_inclusion": sum(mentions(t, c.keywords) for t in base_texts) / len(base_texts),
+            "unsteered_inclusion": sum(mentions(t, c.words) for t in base_texts) / len(base_texts),
             "counts": counts, "rankings": found["rankings"], "order": order, "pool": found["pool"],
             "pool_matched": found["pool_matched"], "features": feats,
             "pool_scores": {str(i): {k: v for k, v in sc.items() if k != "label"} for i, sc in found["scores"].items()},
@@ -191,34 +192,27 @@ def run(config: str, concepts: Sequence[str], out: Path | None, n_prompts: int =
 
 
 def generate_many(s, prompts: Sequence[str], plans: Sequence, max_new_tokens: int, seed: int) -> list[list[list[int]]]:
-    """`evaluate.generate_answers` for several plans in one `Engine.run_now` batch: the same requests (prompt
-    j seeded `seed * 1000 + j`), each row steered by its own plan, so each answer is the one it gets alone
-    (up to float rounding of the batched products)."""
-    settings, eos = s.config.generation, set(s.eos_ids())
-    reqs = [s.request([{"role": "user", "content": p}], plan, replace(settings, max_new_tokens=max_new_tokens,
-                                                                       seed=seed * 1000 + j))
-            for plan in plans for j, p in enumerate(prompts)]
-    s.run_now(reqs)
-    out = []
-    for r in reqs:
-        if r.error is not None:
-            raise r.error
-        cut = next((k for k, t in enumerate(r.tokens) if t in eos), len(r.tokens))
-        out.append(list(r.tokens[:cut]))
-    return [out[k : k + len(prompts)] for k in range(0, len(out), len(prompts))]
+    """The answers of each plan to `prompts` (prompt j seeded `seed * 1000 + j`), all in one `Engine.run_now`
+    batch, each row steered by its own plan, so each answer is the one it gets alone (up to float rounding)."""
+    n = len(prompts)
+    out = generate(s, list(prompts) * len(plans), seeds_for(seed, n) * len(plans), max_new_tokens,
+                   [plan for plan in plans for _ in prompts], batch_size=n * len(plans))
+    return [out[k : k + n] for k in range(0, len(out), n)]
 
 
 def write(report: dict, out: Path, seconds: float) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({**report, "seconds": seconds}, indent=1))
-    out.with_suffix(".md").write_text(markdown(report))
+    record = {"command": "python -m steering.offline.rank_report", "engine": {"config": report["config"], "device": "cpu",
+              "dtype": "float32"}, "split": split("neutral").ref, "n_prompts": len(report["prompts"]),
+              "seed": report["seed"], "max_new_tokens": report["max_new_tokens"], "lexicon": BROAD,
+              "concepts": list(report["concepts"]), "top": report["top"], "pool": report["pool"]}
+    write_run(out, record, {**report, "seconds": seconds}, markdown(report), plot_fn=None)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m steering.offline.rank_report", description=__doc__.split("\n\n")[0])
     p.add_argument("config", nargs="?", default="demo.yaml")
     p.add_argument("--concepts", default="football,music,food,computers,ocean,dogs")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/rank_report"))
+    p.add_argument("--out", type=Path, default=Path("benchmarks/runs/rank_report"), help="the run directory")
     p.add_argument("--n-prompts", type=int, default=7,
                    help="the first N neutral prompts (the pick split); 7 keeps six concepts near 30 min on 2 cores")
     p.add_argument("--max-new-tokens", type=int, default=48)
@@ -230,9 +224,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = [c.strip() for c in args.concepts.split(",") if c.strip()]
-    unknown = [c for c in names if c not in CONCEPTS]
+    unknown = [c for c in names if c not in concepts(BROAD)]
     if unknown:
-        raise SystemExit(f"no keyword list for {unknown}; known: {', '.join(CONCEPTS)}")
+        raise SystemExit(f"no keyword list for {unknown}; known: {', '.join(concepts(BROAD))}")
     r = run(args.config, names, args.out, args.n_prompts, args.max_new_tokens, args.top, args.pool, args.seed, args.rows)
     print(markdown(r).split("\n\n")[0])
     print(f"{r['seconds']:.0f}s")

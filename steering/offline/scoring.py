@@ -11,7 +11,7 @@ from typing import Sequence
 
 import torch
 
-from steering.offline.lexicon import Concept, mentions
+from steering.offline.eval.lexicons import Concept, mentions
 
 
 @torch.inference_mode()
@@ -79,5 +79,5 @@ def score(model, tokenizer, prompts, answers, concept: Concept, base_nll: tuple[
     nll, n = answer_nll(model, tokenizer, prompts, answers)
     ppl = math.exp(nll / max(n, 1))
     base_ppl = math.exp(base_nll[0] / max(base_nll[1], 1))
-    return {"inclusion": sum(mentions(t, concept.keywords) for t in texts) / len(texts), "perplexity": ppl,
+    return {"inclusion": sum(mentions(t, concept.words) for t in texts) / len(texts), "perplexity": ppl,
             "fluency_ratio": ppl / base_ppl, "mean_tokens": n / len(texts), "answers": texts}

@@ -10,7 +10,7 @@ import torch
 
 from steering.config import load_config
 from steering.model.chat_template import encode_chat
-from steering.offline.axbench_concepts import tight_concept_for
+from steering.offline.eval.lexicons import concept_for
 from tests.helpers import ROOT
 
 PROMPT = "Tell me something."
@@ -57,7 +57,7 @@ def concept_mass(engine, ids, start, tokens, plan=None) -> float:
 
 
 def test_the_defaults_cover_eight_concepts_of_four_kinds():
-    concepts = [tight_concept_for(f.label) for f in FEATURES]
+    concepts = [concept_for(f.label) for f in FEATURES]
     assert all(concepts), [f.label for f, c in zip(FEATURES, concepts) if c is None]
     assert len({c.name for c in concepts}) == len(FEATURES) >= 8
     assert len({c.kind for c in concepts} & {"topic", "place", "animal", "mood", "style"}) >= 4
@@ -67,7 +67,7 @@ def test_the_defaults_cover_eight_concepts_of_four_kinds():
 @pytest.mark.parametrize("feature", FEATURES, ids=[f.label for f in FEATURES])
 def test_each_default_feature_raises_its_concept_words(engine, inputs, feature):
     ids, start = inputs
-    concept = tight_concept_for(feature.label)
+    concept = concept_for(feature.label)
     tokens = word_tokens(engine.tokenizer, [w for w in concept.words if " " not in w])
     assert len(tokens) >= 3, concept.name
     plain = concept_mass(engine, ids, start, tokens)

@@ -1,6 +1,8 @@
 """The steering evaluation's search and sweep on the real model and the shipped demo.yaml."""
 
-from steering.offline.lexicon import NEUTRAL_PROMPTS
+import yaml
+
+from steering.offline.eval.splits import split
 from tests.helpers import ROOT
 
 
@@ -17,9 +19,11 @@ def test_sweep_at_the_config_settings_runs_each_feature_once(tmp_path):
     from steering.config import load_config
     from steering.offline.evaluate import sweep
 
-    result = sweep(str(ROOT / "demo.yaml"), tmp_path / "eval", None, max_new_tokens=3, prompts=NEUTRAL_PROMPTS[:2], seed=1)
+    result = sweep(str(ROOT / "demo.yaml"), tmp_path / "eval", None, max_new_tokens=3, prompts=split("neutral").prompts[:2], seed=1)
     config = load_config(ROOT / "demo.yaml")
     assert result["strengths"] == "config" and result["seed"] == 1
     assert [(e["key"], [(r["mode"], r["strength"]) for r in e["runs"]]) for e in result["features"]] == [
         (str(f.key), [(f.mode or config.mode, f.strength)]) for f in config.features]
-    assert (tmp_path / "eval.md").exists() and (tmp_path / "eval.png").exists()
+    for name in ("config.yaml", "results.json", "table.md", "plot.png"):  # a run directory
+        assert (tmp_path / "eval" / name).stat().st_size > 0
+    assert yaml.safe_load((tmp_path / "eval" / "config.yaml").read_text())["seed"] == 1

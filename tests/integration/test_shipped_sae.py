@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from steering.offline.lexicon import concept_for
+from steering.offline.eval.lexicons import BROAD, concept_for
 from steering.offline.quality import (
     evaluate_windows,
     mean_residual_from,
@@ -69,9 +69,9 @@ def test_default_features_raise_their_concept_words():
     answer = tok(ANSWER, add_special_tokens=False, return_tensors="pt")["input_ids"]
     ids = torch.cat([s.encode([{"role": "user", "content": "Tell me about your weekend."}]), answer], 1)
     for f in s.features:
-        concept = concept_for(f.label)
+        concept = concept_for(f.label, BROAD)
         assert concept is not None, f"feature {f.key} label {f.label!r} names no evaluated concept"
-        variants = {v for k in concept.keywords for v in (" " + k, " " + k.capitalize())}
+        variants = {v for k in concept.words for v in (" " + k, " " + k.capitalize())}
         token_ids = sorted({tok(v, add_special_tokens=False)["input_ids"][0] for v in variants})
         plain = _concept_mass(s.model, ids, answer.shape[1], token_ids)
         with steering(s.model, s.plan({f.key: f.strength}, features=[f])):

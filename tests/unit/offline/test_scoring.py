@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from steering.model.chat_template import encode_chat
-from steering.offline.lexicon import CONCEPTS
+from steering.offline.eval.lexicons import BROAD, concept
 from steering.offline.scoring import answer_nll, score, text_nll
 from tests.helpers import tiny_tokenizer
 
@@ -41,7 +41,7 @@ def test_text_nll_reads_each_text_after_its_first_token(tiny_llama):
 
 
 def test_score_counts_mentions_and_divides_perplexities(tiny_llama):
-    ocean = CONCEPTS["ocean"]
+    ocean = concept("ocean", BROAD)
     base = answer_nll(tiny_llama, TOK, PROMPTS, ANSWERS)
     got = score(tiny_llama, TOK, PROMPTS, ANSWERS, ocean, base)
     assert got["inclusion"] == 0.5  # "the ocean waves" names the ocean, "hello !" does not
