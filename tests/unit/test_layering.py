@@ -75,10 +75,7 @@ LAYERS = (
 )
 # (importing module, imported module) -> why it is allowed for now. Emptied as the reasons go.
 KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
-KNOWN_CYCLES = {
-    ("steering.offline.axbench", "steering.offline.axbench_cli", "steering.offline.axbench_pick"):
-        "the evaluation's function-level imports; it becomes steering/offline/eval/ with one direction",
-}
+KNOWN_CYCLES: dict[tuple[str, ...], str] = {}
 KNOWN_LONG: dict[str, str] = {}
 # Import name -> distribution name, where they differ.
 DISTRIBUTIONS = {"yaml": "pyyaml"}

@@ -80,7 +80,7 @@ BAD = [
     ({"features": [{"layer": 15, "index": 8241, "concept": "forest"}]}, "features[0].concept: concept 'forest' has no "
      "lexicon version 2; it has 1", "write one of: animals"),
     ({"features": [{"layer": 15, "index": 8241, "params": {"angle": 1}}]}, "features[0].params: the library's "
-     "FeatureSpec takes no angle, got {'angle': 1}", "use its fields: enabled, range"),
+     "FeatureSpec takes no angle, got {'angle': 1}", "use its fields: condition, enabled, range"),
     ({"features": [{"layer": 15, "index": 8241, "params": {"mode": "add"}}]}, "features[0].params: sets mode, which "
      "the feature entry sets", "as the entry's own fields"),
     ({"features": [{"layer": "15", "index": 8241}]}, "features[0].layer: expected a whole number, got '15'",
