@@ -44,23 +44,47 @@ KINDS = ("api_unsteered", "api_steered_two_turns", "page_compare", "page_clamp")
 MIB = 2**20
 
 
-def page_events(client: Client) -> tuple[int, int]:
-    """The event indexes of the page's Send and of the inspector panel that follows it (made callable here as the
-    browser calls them: the server serves them; gradio_client only hides them from its API listing)."""
+def page_events(client: Client) -> tuple[int, list[str], int, list[str]]:
+    """The event indexes of the page's answer (after Send's clock stamp) and of the inspector panel that follows
+    it, each with its inputs named as `name()` names them (made callable here as the browser calls them: the
+    server serves them; gradio_client only hides them from its API listing)."""
     config = client.config
-    elem = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
-    send = next(i for i, d in enumerate(config["dependencies"]) if any(elem.get(t) == "send" for t, _ in d["targets"]))
-    panel = next(i for i, d in enumerate(config["dependencies"]) if d.get("trigger_after") == send)
-    for i in (send, panel):
+    comps = {c["id"]: c for c in config["components"]}
+    deps = config["dependencies"]
+    stamp = next(i for i, d in enumerate(deps) if any(_name(comps[t]) == "button:send" for t, _ in d["targets"]))
+    answer = next(i for i, d in enumerate(deps) if d.get("trigger_after") == stamp)
+    panel = next(i for i, d in enumerate(deps) if d.get("trigger_after") == answer)
+    for i in (answer, panel):
         client.endpoints[i].is_valid = True
-    return send, panel
+    return answer, [_name(comps[c]) for c in deps[answer]["inputs"]], panel, [_name(comps[c]) for c in deps[panel]["inputs"]]
 
 
-def page_controls(rng: random.Random, tokens: int, n_features: int, mode_strengths: list[float]) -> list:
-    """Generation settings, the 12 slider slots and their 12 "on" boxes, as the page sends them."""
-    gen = [tokens, 0.7, 0.9, 1.1, rng.randint(0, 10_000)]
-    on = [i < 2 for i in range(n_features)] + [False] * (12 - n_features)
-    return gen + mode_strengths + [0.0] * (12 - len(mode_strengths)) + on
+def _name(component: dict) -> str:
+    props = component.get("props", {})
+    return f"{component['type']}:{props.get('elem_id') or props.get('label')}"
+
+
+def page_values(names: list[str], prompt: str, rng: random.Random, tokens: int, mode: str, compare: bool,
+                defaults: list[float], steered_panel: bool) -> list:
+    """Each input of a page event, as the page sends it: the settings, the first two sliders on at their
+    configured strengths, every slot in `mode`."""
+    fixed = {"chatbot:steered-chat": [], "textbox:message": prompt, "textbox:None": prompt, "slider:max_new_tokens": tokens,
+             "slider:temperature": 0.7, "slider:top_p": 0.9, "slider:repetition_penalty": 1.1,
+             "number:seed": rng.randint(0, 10_000), "number:None": time.time() * 1000, "checkbox:compare": compare,
+             "json:None": [], "radio:view": "message", "number:max-density": 1.0,
+             "checkbox:Inspect under the current steering": steered_panel}
+    values = []
+    for name in names:
+        kind, _, slot = name.rpartition("-")
+        if kind == "slider:strength":
+            values.append(defaults[int(slot)] if int(slot) < len(defaults) else 0.0)
+        elif kind == "checkbox:on":
+            values.append(int(slot) < 2)
+        elif kind == "dropdown:mode":
+            values.append(mode)
+        else:
+            values.append(fixed[name])
+    return values
 
 
 def one_chat(kind: str, i: int, url: str, api: Client, rng: random.Random, tokens: int, features: list[str],
@@ -78,14 +102,16 @@ def one_chat(kind: str, i: int, url: str, api: Client, rng: random.Random, token
         return api.predict("Say more.", history, strengths, "own", None, tokens, 0.7, 0.9, 1.1, rng.randint(0, 10_000),
                            api_name="/chat")
     page = Client(url, verbose=False)  # a new visitor: a new session with its own page state
-    send, panel = page_events(page)
-    compare, mode = kind == "page_compare", "own" if kind == "page_compare" else "clamp"
-    controls = page_controls(rng, tokens, len(features), defaults)
-    chat, plain, _ = page.submit(prompt, [], mode, compare, *controls, fn_index=send).result()
-    page.submit(kind == "page_clamp", "message", 1.0, mode, compare, *controls, fn_index=panel).result()
-    answer = chat[-1]["content"][0]["text"]
+    answer_event, answer_names, panel_event, panel_names = page_events(page)
+    compare, mode = kind == "page_compare", "add" if kind == "page_compare" else "clamp"
+    chat, plain, *_ = page.submit(*page_values(answer_names, prompt, rng, tokens, mode, compare, defaults, False),
+                                  fn_index=answer_event).result()
+    page.submit(*page_values(panel_names, prompt, rng, tokens, mode, compare, defaults, kind == "page_clamp"),
+                fn_index=panel_event).result()
+    answer = chat[-1]["content"][0]["text"] if isinstance(chat[-1]["content"], list) else chat[-1]["content"]
     if compare:
-        answer += " | " + plain["value"][-1]["content"][0]["text"]
+        last = plain["value"][-1]["content"] if isinstance(plain, dict) else plain[-1]["content"]
+        answer += " | " + (last[0]["text"] if isinstance(last, list) else last)
     return answer
 
 

@@ -70,7 +70,7 @@ CASES = [  # (endpoint, arguments, the argument named, what the message says)
     ("/chat", (ASK, None, None, "own", None, 0), "max_new_tokens", "must be a whole number from 1 to 16384, got 0."),
     ("/chat", (ASK, None, None, "own", None, 4, 5.0), "temperature", "must be a finite number from 0 to 2 (0 is greedy), got 5.0."),
     ("/chat", (ASK, None, None, "own", None, 4, 0.0, None, None, None, {"L15:3": "sideways"}), "modes['L15:3']",
-     "must be one of add, clamp, pin, got 'sideways'."),
+     "must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap, got 'sideways'."),
     ("/chat", (ASK, None, None, "own", None, 4, 0.0, None, None, None, {"L15:9": "pin"}), "modes", "names L15:9, which is not a feature here."),
     ("/chat", (ASK, None, None, "own", None, 4, 0.0, None, None, None, None, "extra"), "/chat",
      ("takes 11 argument(s) (message, history, strengths, mode, add_features, max_new_tokens, temperature, top_p, "

@@ -73,7 +73,7 @@ def test_bad_share_link_names_every_ignored_part_and_keeps_defaults(page, app_se
     expect(page.get_by_text("was ignored").first).to_be_visible(timeout=60000)
     for says in ("the strength of L15:3 must be a finite number or off, got 'abc'",
                  "feature 99999999 does not exist: this SAE has features 0 to 255",
-                 "the mode must be one of add, clamp, pin or own",
+                 "the mode must be one of add, clamp, pin, norm_add, angular, angular_adaptive, cap or own",
                  "temp must be a finite number from 0 to 2 (0 is greedy), got '\\x00\ufffd'"):
         expect(page.get_by_text(says)).to_be_visible()
     expect(page.get_by_text("could not convert")).to_have_count(0)
