@@ -113,6 +113,8 @@ def wire_setup(page: Page) -> None:
     page_event(c.reset.click, page.reset, {controls.added}, setup_outputs)
     page_event(c.share.click, page.share, setup_inputs, c.share_box).then(
         None, c.share_box, c.share_box, js=SHARE_URL, api_visibility="private")
+    for card, picked in ((c.card, c.picked), (t.card, t.picked)):
+        page_event(card.calibrate.click, functools.partial(page.calibrate_card, card), picked, [card.text, card.bars])
     for i, slot in enumerate(controls.slots):
         page_event(slot.card.click, functools.partial(page.slot_card, i), {controls.added}, [c.card.text, c.card.bars])
 

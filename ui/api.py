@@ -1,4 +1,4 @@
-"""The named API (`gradio_client`, raw HTTP): chat, inspect, differential, scan, concept_search, status.
+"""The named API (`gradio_client`, raw HTTP): chat, inspect, differential, scan, concept_search, calibrate, status.
 
 Each endpoint is a plain function over the service, its arguments checked by name where they enter; the
 model work runs inside `gpu` (`spaces.GPU` on a Space). `/chat` is served by `cancellable`, so a client's
@@ -25,7 +25,9 @@ class Api:
         self.chat = gpu(duration=self.chat_seconds)(readable_errors(self.chat))
         for name in ("inspect", "differential", "scan", "concept_search"):
             setattr(self, name, gpu(duration=60)(readable_errors(getattr(self, name))))
-        self.endpoints = (self.chat, self.inspect, self.differential, self.scan, self.concept_search, self.status)
+        self.calibrate = gpu(duration=240)(readable_errors(self.calibrate))
+        self.endpoints = (self.chat, self.inspect, self.differential, self.scan, self.concept_search, self.calibrate,
+                          self.status)
 
     def register(self) -> None:
         """The endpoints, under their names, in the current Blocks."""
@@ -93,6 +95,11 @@ class Api:
     def concept_search(self, concept: str, top_n: int = 10) -> list:
         """Features for a concept: prompts about it against matched neutral prompts."""
         return self.service.concept_search(concept, 10 if top_n is None else top_n)
+
+    def calibrate(self, feature: int) -> dict:
+        """A feature's recommended mode and strength, from a short sweep (six prompts, eight settings) kept once
+        done: {feature, mode, strength, inclusion, fluency_ratio, met, words, summary}."""
+        return self.service.calibrate(feature)
 
     def status(self) -> dict:
         """Generations in flight and the model served (counts only, nothing about visitors)."""

@@ -78,6 +78,7 @@ class Page:
         self.differential = gpu(duration=60)(lambda pos, neg, n: views.differential_table(service.differential(pos, neg, n)))
         self.scan = gpu(duration=60)(service.scan)
         self.concepts = gpu(duration=60)(lambda concept, n: views.concept_table(service.concept_search(concept, n)))
+        self.calibration = gpu(duration=240)(service.calibrate)
 
     # ---- model work (plain values in and out) ------------------------------------------------
 
@@ -213,6 +214,14 @@ class Page:
         text, bars = views.feature_card(self.service.card(index))
         return {card.text: gr.update(value=text, visible=True),
                 card.bars: gr.update(value=pd.DataFrame(bars), visible=bool(bars["activation"]))}
+
+    @readable_errors
+    def calibrate_card(self, card: Card, index) -> dict:
+        """The picked feature's recommended mode and strength (swept now if not known), then its card."""
+        if index is None:
+            raise UserError("Pick a feature first: click a row of a features table, or type its index.")
+        self.calibration(index)
+        return self.card_view(card, index)
 
     @readable_errors
     def show_card(self, card: Card, index) -> dict:

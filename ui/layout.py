@@ -19,6 +19,7 @@ from ui.controls import SetupControls, Slot, generation_controls, slots
 class Card:
     text: gr.Markdown
     bars: gr.BarPlot
+    calibrate: gr.Button
 
 
 @dataclass
@@ -87,7 +88,9 @@ def feature_card(where: str) -> Card:
                            elem_id=f"feature-card-{where}")
         bars = gr.BarPlot(x="activation", y="tokens", height=180, x_title="activation", y_title="held-out tokens",
                           visible=False, sort=None, elem_id=f"feature-histogram-{where}")
-    return Card(text, bars)
+        calibrate = gr.Button("Calibrate the picked feature (a short sweep: its recommended mode and strength)",
+                              size="sm", elem_id=f"calibrate-{where}")
+    return Card(text, bars, calibrate)
 
 
 def notes(service: DemoService) -> None:

@@ -34,6 +34,7 @@ from steering.service.limits import (
     fit_history,
 )
 from steering.service.messages import PAGE_NAMES, generation_settings, plain_history
+from steering.service.recommend import Recommendations, start_at
 from steering.service.setup import SteeringSetup, from_api, mode_choice
 from steering.steer.plan import SteeringPlan
 from steering.steer.vectors import VectorsError
@@ -64,8 +65,8 @@ class DemoService(Inspection):
 
     def __init__(self, engine: Engine, limits: Limits = Limits(), info: FeatureInfo | None = None,
                  measure_norms: Callable[[tuple[int, ...]], dict[int, float]] | None = None,
-                 admission: Admission | None = None):
-        self.engine, self.limits, self.info = engine, limits, info
+                 admission: Admission | None = None, recommendations: Recommendations | None = None):
+        self.engine, self.limits, self.info, self.recommendations = engine, limits, info, recommendations
         self.admission = admission or Admission(64)  # how long chats take: the busy message's estimate
         self.measure_norms = measure_norms or engine.norms.measure
         width = getattr(engine.backend.model_config, "hidden_size", None)
@@ -233,6 +234,10 @@ class DemoService(Inspection):
             self.engine.vector(*key)  # read now, not on the visitor's first message
         except (SAEFormatError, VectorsError) as exc:
             raise self._unreadable(exc, [key]) from None
+        found = self.recommendations.get(key) if self.recommendations is not None else None
+        if found is not None:
+            return start_at(setup, key, found), (f"Added a slider for feature {key.index} ({self.label(*key)}), at its "
+                                                 f"recommended {found.summary()}. Send a message.")
         return setup, f"Added a slider for feature {key.index} ({self.label(*key)}). Set its strength, then send a message."
 
     def plan(self, setup: SteeringSetup) -> SteeringPlan:

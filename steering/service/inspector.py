@@ -13,6 +13,7 @@ from steering.inspection.concept_rank import RankedFeature, features_for_concept
 from steering.inspection.concepts import concept_prompt_sets
 from steering.inspection.message import MessageCodes, dense_features, top_at_last_token, top_over_message
 from steering.inspection.stats import fire_rate
+from steering.keys import FeatureKey
 from steering.service import inputs
 from steering.service.limits import UserError, check_message, clean_text, prompt_lines
 from steering.service.setup import SteeringSetup
@@ -122,7 +123,24 @@ class Inspection:
         self.check_inspectable()
         index = self.feature_index(index)
         found = self.info.card(self.engine.inspector_layer, index) if hasattr(self.info, "card") else None
-        return found or {"index": index, "label": self.label(self.engine.inspector_layer, index)}
+        card = dict(found or {"index": index, "label": self.label(self.engine.inspector_layer, index)})
+        known = self._recommendations() and self._recommendations().get(FeatureKey(self.engine.inspector_layer, card["index"]))
+        card["recommended"] = known.summary() if known else None
+        return card
+
+    def calibrate(self, index) -> dict:
+        """The recommended mode and strength of an inspector feature: known, or swept now (`service.recommend`)."""
+        card = self.card(index)
+        if self._recommendations() is None:
+            raise UserError("This demo keeps no calibrations (no SAE folder to read them from).")
+        c = self._recommendations().compute(FeatureKey(self.engine.inspector_layer, card["index"]), card.get("label"),
+                                            list(card.get("says") or []))
+        return {"feature": str(FeatureKey(c.layer, c.index)), "mode": c.mode, "strength": c.strength,
+                "inclusion": c.inclusion, "fluency_ratio": c.fluency_ratio, "met": c.met, "words": list(c.words),
+                "summary": c.summary()}
+
+    def _recommendations(self):
+        return getattr(self, "recommendations", None)
 
     def contexts(self, index: int) -> list[str]:
         self.check_inspectable()

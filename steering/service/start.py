@@ -16,6 +16,7 @@ from steering.inspection.feature_info import load_feature_info
 from steering.service.admission import Admission
 from steering.service.demo import DemoService
 from steering.service.limits import Limits
+from steering.service.recommend import Recommendations
 
 
 def no_gpu(task: Callable | None = None, **_: Any) -> Callable:
@@ -31,8 +32,10 @@ def open_service(config: str | Path | DemoConfig, limits: Limits = Limits(), *, 
     on ZeroGPU no forward runs here; elsewhere the norms are measured now, not on the first visitor's page.
     `max_queue` chats may wait; the service's busy message tells the next one when to come back."""
     engine = Engine.from_config(config, batching=not zerogpu, batch_window_s=batch_window_s, max_batch=max(concurrency, 1))
-    service = DemoService(engine, limits, load_feature_info(engine.config), measure_norms=gpu(duration=30)(engine.norms.measure),
-                          admission=Admission(max_queue, workers=concurrency))
+    info = load_feature_info(engine.config)
+    service = DemoService(engine, limits, info, measure_norms=gpu(duration=30)(engine.norms.measure),
+                          admission=Admission(max_queue, workers=concurrency),
+                          recommendations=Recommendations(engine, getattr(info, "folders", {}).values()))
     if not zerogpu:
         service.norms(service.features_for(service.defaults()))
     return service

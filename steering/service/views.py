@@ -117,6 +117,9 @@ def feature_card(card: dict) -> tuple[str, dict]:
         facts.append(f"output score {card['output_score']:.4f}")
     if facts:
         lines.append("; ".join(facts).capitalize() + ".")
+    if "recommended" in card:
+        lines.append(f"**Recommended:** {card['recommended']}." if card["recommended"] else
+                     "No recommended strength yet: **Calibrate** runs a short sweep (about a minute on a CPU) and keeps it.")
     for title, key in (("Steering raises", "says"), ("Promotes (decoder direction through the unembedding)", "promotes")):
         if card.get(key):
             lines.append(f"**{title}:** " + ", ".join(f"`{t.strip() or repr(t)}`" for t in card[key][:10]))
