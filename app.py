@@ -110,6 +110,7 @@ def wire_setup(page: Page) -> None:
                setup_outputs).then(None, None, None, js=TO_CHAT_TAB, api_visibility="private")
     for trigger in (c.phrase_go.click, c.phrase.submit):
         page_event(trigger, page.steer_phrase, {*setup_inputs, c.phrase}, setup_outputs)
+    page_event(c.concept_go.click, page.add_concept, {*setup_inputs, c.phrase}, setup_outputs)
     page_event(c.reset.click, page.reset, {controls.added}, setup_outputs)
     page_event(c.share.click, page.share, setup_inputs, c.share_box).then(
         None, c.share_box, c.share_box, js=SHARE_URL, api_visibility="private")

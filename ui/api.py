@@ -1,4 +1,5 @@
-"""The named API (`gradio_client`, raw HTTP): chat, inspect, differential, scan, concept_search, calibrate, status.
+"""The named API (`gradio_client`, raw HTTP): chat, inspect, differential, scan, concept_search, calibrate,
+concept_vector, status.
 
 Each endpoint is a plain function over the service, its arguments checked by name where they enter; the
 model work runs inside `gpu` (`spaces.GPU` on a Space). `/chat` is served by `cancellable`, so a client's
@@ -26,8 +27,9 @@ class Api:
         for name in ("inspect", "differential", "scan", "concept_search"):
             setattr(self, name, gpu(duration=60)(readable_errors(getattr(self, name))))
         self.calibrate = gpu(duration=240)(readable_errors(self.calibrate))
+        self.concept_vector = gpu(duration=120)(readable_errors(self.concept_vector))
         self.endpoints = (self.chat, self.inspect, self.differential, self.scan, self.concept_search, self.calibrate,
-                          self.status)
+                          self.concept_vector, self.status)
 
     def register(self) -> None:
         """The endpoints, under their names, in the current Blocks."""
@@ -67,12 +69,14 @@ class Api:
         repetition_penalty: float | None = None,
         seed: int | None = None,
         modes: dict | None = None,
+        concepts: list | None = None,
     ) -> Iterator[str]:
         """Stream a steered answer. strengths: {"L15:123": 80.0, "L15:7": null (off)}; add_features: ["L15:99"];
         mode: one mode for every feature ("own": each its configured one); modes: {"L15:123": "clamp"}, a
-        feature's own mode, over `mode`."""
+        feature's own mode, over `mode`; concepts: [{"phrase": "dogs", "strength": 40, "mode": "add", "layer": 15,
+        "source": "written"}], concept vectors to steer with (see /concept_vector)."""
         setup = self.service.setup_from_api(strengths, mode, add_features, max_new_tokens, temperature, top_p,
-                                            repetition_penalty, seed, modes)
+                                            repetition_penalty, seed, modes, concepts)
         for update in self.service.chat(message, history, setup):
             yield update.steered
 
@@ -100,6 +104,13 @@ class Api:
         """A feature's recommended mode and strength, from a short sweep (six prompts, eight settings) kept once
         done: {feature, mode, strength, inclusion, fluency_ratio, met, words, summary}."""
         return self.service.calibrate(feature)
+
+    def concept_vector(self, phrase: str, layer: int | None = None, source: str = "written") -> dict:
+        """A phrase's concept vector (difference of means of residuals on text about it and on neutral text; source
+        "written": sentences that name it, "generated": answers the model writes about it) and the SAE features it
+        is made of: {phrase, layer, source, norm, positions, top_features: [{index, label, cosine}],
+        decomposition: {explained, terms: [{index, label, coefficient}]}}. Steer with it through /chat's concepts."""
+        return self.service.concept_vector(phrase, layer, source)
 
     def status(self) -> dict:
         """Generations in flight and the model served (counts only, nothing about visitors)."""

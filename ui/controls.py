@@ -2,7 +2,8 @@
 
 The generation settings (one control per `GenerationSettings` field, its range from the one set of limits),
 the compare box, a row per feature (strength, on box, mode, card button) and the features the visitor added
-(a hidden JSON list of keys: no server-side session state, so the page needs no heartbeat connection).
+(a hidden JSON list of keys: no server-side session state, so the page needs no heartbeat connection); after the
+features, a row per concept vector, whose recipes (layer, phrase, source) are a second hidden JSON list.
 `read` makes the setup from the values an event sends (a dict by component), `show` the updates that display
 one; events take `inputs` and update `outputs`, so nothing depends on the order of components.
 """
@@ -18,6 +19,7 @@ from steering.config.generation import LIMITS
 from steering.service import inputs, views
 from steering.service.demo import DemoService
 from steering.service.messages import PAGE_NAMES
+from steering.service.concepts import ConceptChoice, concept_choice
 from steering.service.setup import SteeringSetup
 
 MAX_SLOTS = 12
@@ -71,17 +73,30 @@ class SetupControls:
     compare: gr.Checkbox
     generation: dict[str, gr.components.Component]
     slots: list[Slot]
+    concepts: gr.JSON
+
+    def concept_rows(self, values: dict, first: int, n_layers: int) -> tuple[ConceptChoice, ...]:
+        """The concept vectors on the page: each recipe (layer, phrase, source) of the hidden list with the
+        strength, mode and on box of its row, the rows after the `first` feature rows."""
+        found = []
+        for recipe, s in zip(values.get(self.concepts) or [], self.slots[first:]):
+            layer, phrase, source = recipe
+            c = concept_choice({"layer": layer, "phrase": phrase, "source": source, "strength": float(values[s.strength]),
+                                "mode": values[s.mode]}, f"concept {phrase!r}", n_layers)
+            found.append(replace(c, enabled=bool(values[s.on])))
+        return tuple(found)
 
     @property
     def inputs(self) -> set:
         """What `read` needs."""
         per_slot = [c for s in self.slots for c in (s.strength, s.on, s.mode)]
-        return {self.added, self.compare, *self.generation.values(), *per_slot}
+        return {self.added, self.concepts, self.compare, *self.generation.values(), *per_slot}
 
     @property
     def outputs(self) -> set:
         """What `show` updates."""
-        return {self.added, self.compare, *self.generation.values(), *(c for s in self.slots for c in (s.row, s.strength, s.on, s.mode))}
+        return {self.added, self.concepts, self.compare, *self.generation.values(),
+                *(c for s in self.slots for c in (s.row, s.strength, s.on, s.mode))}
 
     def added_setup(self, service: DemoService, values: dict) -> SteeringSetup:
         """The defaults with the visitor's added features (the page's only state besides its controls)."""
@@ -94,15 +109,18 @@ class SetupControls:
         setup = self.added_setup(service, values)
         n = len(service.features_for(setup))
         shown = self.slots[:n]
-        return service.setup_from_controls(
+        setup = service.setup_from_controls(
             setup, values[self.compare], {name: values[c] for name, c in self.generation.items()},
             [values[s.strength] for s in shown], [values[s.on] for s in shown], [values[s.mode] for s in shown])
+        return replace(setup, concepts=self.concept_rows(values, n, service.engine.n_layers))
+
 
     def show(self, service: DemoService, setup: SteeringSetup, settings: bool = True) -> dict:
         """Updates displaying `setup`: each slot's row, label, range, value, on box and mode, and (with
         `settings`) the generation settings and the compare box."""
         sliders = views.sliders(service, setup)
-        updates: dict = {self.added: [str(k) for k in setup.custom]}
+        updates: dict = {self.added: [str(k) for k in setup.custom],
+                         self.concepts: [[c.layer, c.phrase, c.source] for c in setup.concepts]}
         for i, slot in enumerate(self.slots):
             if i < len(sliders):
                 s = sliders[i]

@@ -79,6 +79,7 @@ class Page:
         self.scan = gpu(duration=60)(service.scan)
         self.concepts = gpu(duration=60)(lambda concept, n: views.concept_table(service.concept_search(concept, n)))
         self.calibration = gpu(duration=240)(service.calibrate)
+        self.concept = gpu(duration=120)(lambda setup, phrase: service.add_concept(setup, phrase, MAX_SLOTS))
 
     # ---- model work (plain values in and out) ------------------------------------------------
 
@@ -176,6 +177,13 @@ class Page:
     def steer_phrase(self, values: dict) -> dict:
         """From a phrase to a slider: the feature that best says it, on, at a recommended strength."""
         setup, message = self.phrase(self.controls.read(self.service, values), values[self.chat.phrase])
+        gr.Info(message)
+        return self.controls.show(self.service, setup, settings=False)
+
+    @readable_errors
+    def add_concept(self, values: dict) -> dict:
+        """A slider for the phrase's concept vector, after the features, on; what it is made of in a message."""
+        setup, message = self.concept(self.controls.read(self.service, values), values[self.chat.phrase])
         gr.Info(message)
         return self.controls.show(self.service, setup, settings=False)
 

@@ -39,6 +39,7 @@ class ChatTab:
     share_box: gr.Textbox
     phrase: gr.Textbox
     phrase_go: gr.Button
+    concept_go: gr.Button
     view: gr.Radio
     max_density: gr.Number
     steered_view: gr.Checkbox
@@ -126,7 +127,7 @@ def chat_tab(service: DemoService) -> ChatTab:
             gr.Markdown("### Steering")
             compare = gr.Checkbox(label="Compare with the unsteered answer", value=False, elem_id="compare")
             notes(service)
-            controls = SetupControls(gr.JSON([], visible=False), compare, generation, slots())
+            controls = SetupControls(gr.JSON([], visible=False), compare, generation, slots(), gr.JSON([], visible=False))
             with gr.Row():
                 reset = gr.Button("Reset to defaults", elem_id="reset")
                 share = gr.Button("Copy share link", elem_id="share")
@@ -134,6 +135,7 @@ def chat_tab(service: DemoService) -> ChatTab:
             with gr.Row():
                 phrase = gr.Textbox(label="Steer toward a phrase", placeholder="the ocean", scale=3, elem_id="phrase")
                 phrase_go = gr.Button("Find a feature", scale=1, elem_id="phrase-go")
+                concept_go = gr.Button("Concept vector", scale=1, elem_id="concept-vector-go")
             gr.Markdown("### Inspector")
             with gr.Row():
                 view = gr.Radio([("Whole message", "message"), ("Last token", "last")], value="message", label="View", elem_id="view")
@@ -153,7 +155,7 @@ def chat_tab(service: DemoService) -> ChatTab:
                 steer_with = gr.Button("Steer with this feature", elem_id="steer-with")
             card = feature_card("chat")
     return ChatTab(chatbot, plain, message, send, stop, clear, sent_at, stop_at, last_message, controls, reset, share,
-                   share_box, phrase, phrase_go, view, max_density, steered_view, note, table, bars, tokens, per_token,
+                   share_box, phrase, phrase_go, concept_go, view, max_density, steered_view, note, table, bars, tokens, per_token,
                    token_table, picked, steer_with, card)
 
 

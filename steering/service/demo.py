@@ -34,6 +34,7 @@ from steering.service.limits import (
     fit_history,
 )
 from steering.service.messages import PAGE_NAMES, generation_settings, plain_history
+from steering.service.concepts import ConceptVectors, concept_choices, with_concepts
 from steering.service.recommend import Recommendations, start_at
 from steering.service.setup import SteeringSetup, from_api, mode_choice
 from steering.steer.plan import SteeringPlan
@@ -68,6 +69,7 @@ class DemoService(Inspection):
                  admission: Admission | None = None, recommendations: Recommendations | None = None):
         self.engine, self.limits, self.info, self.recommendations = engine, limits, info, recommendations
         self.admission = admission or Admission(64)  # how long chats take: the busy message's estimate
+        self.concept_vectors = ConceptVectors.for_engine(engine)
         self.measure_norms = measure_norms or engine.norms.measure
         width = getattr(engine.backend.model_config, "hidden_size", None)
         wrong = [v for v in engine.vectors.vectors.values() if width is not None and v.direction.shape[-1] != width]
@@ -78,11 +80,6 @@ class DemoService(Inspection):
                 f"residual width is {width}: the SAE in demo.yaml (or steering_vectors.pt) was made for another model. "
                 f"Point `sae:` at an SAE for {engine.config.model}, then run `python -m steering.cli.extract`."
             )
-
-    @property
-    def steerer(self) -> Engine:
-        """The engine (its name before the restructure)."""
-        return self.engine
 
     # ---- setup ----------------------------------------------------------------------------
 
@@ -194,11 +191,13 @@ class DemoService(Inspection):
                        generation=generation_settings(generation, setup.generation, PAGE_NAMES))
 
     def setup_from_api(self, strengths, mode, add_features, max_new_tokens=None, temperature=None, top_p=None,
-                       repetition_penalty=None, seed=None, modes=None) -> SteeringSetup:
-        """The setup of a named-API call (`setup.from_api`): unset arguments keep the defaults."""
+                       repetition_penalty=None, seed=None, modes=None, concepts=None) -> SteeringSetup:
+        """The setup of a named-API call (`setup.from_api`): unset arguments keep the defaults; `concepts` is a
+        list of concept vectors to steer with (`concepts.concept_choice`; layer: the inspector's by default)."""
         generation = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
                       "repetition_penalty": repetition_penalty, "seed": seed}
-        return from_api(self.defaults(), self.known_features, strengths, mode, add_features, generation, modes)
+        setup = from_api(self.defaults(), self.known_features, strengths, mode, add_features, generation, modes)
+        return replace(setup, concepts=concept_choices(concepts, self.engine.inspector_layer, self.engine.n_layers))
 
     def known_features(self, added: Sequence[FeatureKey]) -> list[FeatureKey]:
         """The features a visitor may set: the configured ones, then `added`."""
@@ -245,7 +244,8 @@ class DemoService(Inspection):
         try:
             features = [replace(f, mode=setup.mode_of(f.key, self.engine.config.feature_mode(f)).mode)
                         for f in self.features_for(setup)]
-            return self.engine.plan_resolved(setup.strengths, None, features)
+            plan = self.engine.plan_resolved(setup.strengths, None, features)
+            return with_concepts(plan, [(c, self.concept_vectors.get(*c.recipe)) for c in setup.concepts if c.enabled])
         except (SAEFormatError, VectorsError) as exc:
             raise self._unreadable(exc, setup.custom) from None
 

@@ -6,15 +6,20 @@ the chat and setup logic and the read-only views each stay one screen long.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor
 
+from steering.config import FeatureSpec
 from steering.inspection.concept_rank import RankedFeature, features_for_concept, rank_concept
 from steering.inspection.concepts import concept_prompt_sets
 from steering.inspection.message import MessageCodes, dense_features, top_at_last_token, top_over_message
+from steering.inspection.concept_vector import SOURCES, check_phrase, describe
 from steering.inspection.stats import fire_rate
 from steering.keys import FeatureKey
 from steering.service import inputs
+from steering.service.concepts import CONCEPT_FRACTION, concept_choice, concept_view
 from steering.service.limits import UserError, check_message, clean_text, prompt_lines
 from steering.service.setup import SteeringSetup
 
@@ -130,7 +135,7 @@ class Inspection:
 
     def calibrate(self, index) -> dict:
         """The recommended mode and strength of an inspector feature: known, or swept now (`service.recommend`)."""
-        card = self.card(index)
+        card = self.card(inputs.whole_number(index, "feature"))
         if self._recommendations() is None:
             raise UserError("This demo keeps no calibrations (no SAE folder to read them from).")
         c = self._recommendations().compute(FeatureKey(self.engine.inspector_layer, card["index"]), card.get("label"),
@@ -138,6 +143,32 @@ class Inspection:
         return {"feature": str(FeatureKey(c.layer, c.index)), "mode": c.mode, "strength": c.strength,
                 "inclusion": c.inclusion, "fluency_ratio": c.fluency_ratio, "met": c.met, "words": list(c.words),
                 "summary": c.summary()}
+
+    def concept_vector(self, phrase, layer=None, source="written") -> dict:
+        """A phrase's concept vector and the SAE features it is made of (`service.concepts.concept_view`)."""
+        try:
+            phrase = check_phrase(phrase)
+        except ValueError as exc:
+            raise UserError(f"phrase: {exc}.") from None
+        n = self.engine.n_layers
+        layer = self.engine.inspector_layer if layer is None else inputs.whole_number(layer, "layer", 0, n - 1)
+        source = inputs.choice("written" if source is None else source, "source", SOURCES)
+        return concept_view(self.concept_vectors.get(layer, phrase, source), self.label)
+
+    def add_concept(self, setup: SteeringSetup, phrase, max_slots: int) -> tuple[SteeringSetup, str]:
+        """`setup` with a slider for the concept vector of `phrase` at the inspector's layer (written examples),
+        on at `CONCEPT_FRACTION` of the layer's typical norm, and what it is made of, for the visitor."""
+        layer = self.engine.inspector_layer
+        c = concept_choice({"phrase": phrase, "layer": layer}, "phrase", self.engine.n_layers)
+        if any(x.recipe == c.recipe for x in setup.concepts):
+            return setup, f"The concept vector for {c.phrase!r} already has a slider."
+        if len(self.features_for(setup)) + len(setup.concepts) >= max_slots:
+            raise UserError(f"All {max_slots} slider slots are in use.")
+        cv = self.concept_vectors.get(*c.recipe)
+        norm = self.norms([FeatureSpec(layer=layer, index=0)])[layer]
+        c = replace(c, strength=round(CONCEPT_FRACTION * norm, 1))
+        return (replace(setup, concepts=setup.concepts + (c,)),
+                f"Added a slider for the {describe(cv, lambda i: self.label(layer, i))}. It is on at {c.strength:g} (add).")
 
     def _recommendations(self):
         return getattr(self, "recommendations", None)

@@ -6,6 +6,8 @@ Link format (URL query parameters, each optional):
     c=L15:123=L15:9>2.5      a feature steered only where another fires above a threshold ("none": everywhere)
     mode=clamp               one mode for every feature (older links; own: each feature's own)
     add=L15:99,L12:5         features the visitor added at run time
+    cv=L15:dogs=40;clamp     concept vectors by recipe: layer, phrase, strength, then a mode (default add),
+                             generated (examples the model writes; default: written) and off (switched off)
     tokens=200 temp=0.7 top_p=0.9 rep=1.1 seed=3|random
     compare=1                show the unsteered answer beside the steered one
 Every part is checked by the validators the API uses (`inputs`, `GenerationSettings.parse`); a bad part
@@ -25,12 +27,15 @@ from steering.config import MODES, Condition, GenerationSettings
 from steering.config.generation import RANDOM_SEED, SettingsError, shown
 from steering.keys import FeatureKey
 from steering.service import inputs
+from steering.config.modes import strength_problem
+from steering.inspection.concept_vector import SOURCES, check_phrase
+from steering.service.concepts import CONCEPT_MODES, MAX_CONCEPTS, ConceptChoice
 from steering.service.setup import ModeChoice, SteeringSetup
 
 MAX_QUERY_CHARS = 2048
 LINK_NAMES = {"max_new_tokens": "tokens", "temperature": "temp", "top_p": "top_p", "repetition_penalty": "rep", "seed": "seed"}
 """A link's parameter for each generation setting."""
-LINK_PARAMS = ("s", "m", "c", "mode", "add", *LINK_NAMES.values(), "compare")
+LINK_PARAMS = ("s", "m", "c", "mode", "add", "cv", *LINK_NAMES.values(), "compare")
 
 
 def to_query(setup: SteeringSetup, defaults: SteeringSetup, configured: Callable[[FeatureKey], str] | None = None) -> str:
@@ -58,7 +63,14 @@ def to_query(setup: SteeringSetup, defaults: SteeringSetup, configured: Callable
             params[name] = "random" if value is None else _number(value)
     if setup.compare != defaults.compare:
         params["compare"] = "1" if setup.compare else "0"
+    if setup.concepts != defaults.concepts:
+        params["cv"] = ",".join(_concept_item(c) for c in setup.concepts)
     return urlencode(params, safe=":,=;")
+
+
+def _concept_item(c: ConceptChoice) -> str:
+    suffix = ("" if c.mode == "add" else f";{c.mode}") + ("" if c.source == "written" else f";{c.source}")
+    return f"L{c.layer}:{c.phrase}={_number(c.strength)}{suffix}{'' if c.enabled else ';off'}"
 
 
 def from_query(params: Mapping[str, str], defaults: SteeringSetup, n_layers: int, d_sae: int | None,
@@ -107,6 +119,11 @@ def from_query(params: Mapping[str, str], defaults: SteeringSetup, n_layers: int
             except SettingsError as exc:
                 link.ignored(f"{name}={params[name]}", str(exc).rstrip("."))
     setup = replace(setup, generation=gen)
+    if "cv" in params:
+        found = tuple(c for c in (link.concept(item) for item in link.items("cv")) if c is not None)
+        for c in found[MAX_CONCEPTS:]:
+            link.ignored(f"cv={c.name}", f"a link steers with at most {MAX_CONCEPTS} concept vectors")
+        setup = replace(setup, concepts=found[:MAX_CONCEPTS])
     if "compare" in params:
         if params["compare"] in ("0", "1"):
             setup = replace(setup, compare=params["compare"] == "1")
@@ -163,7 +180,7 @@ class _Link:
             return None, value
         return key, value
 
-    def strength(self, item: str, key: FeatureKey, value: str) -> float | None | object:
+    def strength(self, item: str, key: FeatureKey, value: str, what: str | None = None, name: str = "s") -> float | None | object:
         if value.strip() == "off":
             return None
         try:
@@ -172,8 +189,40 @@ class _Link:
             number = math.nan
         if math.isfinite(number):
             return number
-        self.ignored(f"s={item}", f"the strength of {key} must be a finite number or off, got {shown(value)}")
+        self.ignored(f"{name}={item}", f"{what or f'the strength of {key}'} must be a finite number or off, got {shown(value)}")
         return _BAD
+
+    def concept(self, item: str) -> ConceptChoice | None:
+        """`L15:dogs=40;clamp;generated`: a concept vector's recipe, strength, mode and source."""
+        head, sep, rest = item.partition("=")
+        layer, _, phrase = head.partition(":")
+        value, *options = rest.split(";")
+        mode = next((o for o in options if o in CONCEPT_MODES), "add")
+        source = next((o for o in options if o in SOURCES), "written")
+        unknown = [o for o in options if o not in CONCEPT_MODES and o not in SOURCES and o != "off"]
+        where = f"cv={item}"
+        if not sep or not layer.startswith("L") or not layer[1:].isdigit():
+            self.ignored(where, "write L, the layer, a colon, the phrase, = and a strength, e.g. cv=L15:dogs=40")
+        elif int(layer[1:]) >= self.n_layers:
+            self.ignored(where, f"layer {int(layer[1:])} does not exist: this model has layers 0 to {self.n_layers - 1}")
+        elif unknown:
+            self.ignored(where, f"{shown(unknown[0])} is neither a mode ({', '.join(CONCEPT_MODES)}) nor a source "
+                                f"({', '.join(SOURCES)})")
+        else:
+            try:
+                phrase = check_phrase(phrase)
+            except ValueError as exc:
+                self.ignored(where, str(exc))
+                return None
+            strength = self.strength(item, None, value, f"the strength of {phrase!r}", "cv")
+            if strength is _BAD:
+                return None
+            if strength is not None and strength_problem(mode, strength) is not None:
+                self.ignored(where, f"mode {mode} takes an angle from 0 to 180 degrees, got {shown(value)}")
+                return None
+            return ConceptChoice(int(layer[1:]), phrase, source, 0.0 if strength is None else strength, mode,
+                                 enabled=strength is not None and "off" not in options)
+        return None
 
     def mode(self, item: str, value: str) -> ModeChoice | None:
         name, *params = value.split(";")

@@ -13,6 +13,7 @@ from typing import Any
 from steering.config import MODES, Condition, GenerationSettings
 from steering.keys import FeatureKey
 from steering.service import inputs
+from steering.service.concepts import ConceptChoice
 from steering.service.limits import UserError
 from steering.service.messages import generation_settings
 
@@ -39,6 +40,8 @@ class SteeringSetup:
     """The visitor's mode for a feature, over `mode` and the configured one."""
     conditions: Mapping[FeatureKey, Condition | None] = field(default_factory=dict)
     """The visitor's condition per feature, over the configured one (None: steer every position)."""
+    concepts: tuple[ConceptChoice, ...] = ()
+    """Concept vectors the visitor steers with, after the features (`service.concepts`)."""
 
     def __post_init__(self) -> None:
         """Feature keys given as text (`"L15:3"`) or pairs become `FeatureKey`s, here and nowhere else."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from steering.config import MODE_INFO, FeatureSpec
 from steering.keys import FeatureKey
 from steering.inspection.message import top_per_token
 from steering.service.demo import DemoService
@@ -27,10 +28,12 @@ class Slider:
     mode: str
     norm: float
     custom: bool
+    concept: str | None = None  # a concept vector's phrase and source (then `key` and `index` mean nothing)
 
     @property
     def info(self) -> str:
-        return f"layer {self.layer}, feature {self.index} · typical norm of layer {self.layer}: {self.norm:.0f}"
+        what = f"concept vector of {self.concept}" if self.concept else f"feature {self.index}"
+        return f"layer {self.layer}, {what} · typical norm of layer {self.layer}: {self.norm:.0f}"
 
 
 def sliders(service: DemoService, setup: SteeringSetup) -> list[Slider]:
@@ -47,6 +50,11 @@ def sliders(service: DemoService, setup: SteeringSetup) -> list[Slider]:
             f.key, f.display_name, f.layer, f.index, lo, hi, f.strength if value is None else value, value is not None,
             setup.mode_of(f.key, engine.config.feature_mode(f)).mode, norms[f.layer], f.key not in configured,
         ))
+    for c in setup.concepts:
+        norm = service.norms([FeatureSpec(layer=c.layer, index=0)])[c.layer]
+        lo, hi = MODE_INFO[c.mode].limits or (-round(norm), round(norm))
+        out.append(Slider(FeatureKey(c.layer, 0), f"concept: {c.phrase}", c.layer, 0, lo, hi, c.strength, c.enabled,
+                          c.mode, norm, True, f"'{c.phrase}' ({c.source} examples)"))
     return out
 
 

@@ -138,3 +138,16 @@ def test_inspector_errors_are_readable(client):
         client.predict("sea", 5000, api_name="/scan")
     with pytest.raises(Exception, match="The negative set is empty"):
         client.predict("sea", "\n\n", 5, api_name="/differential")
+
+
+def test_a_concept_vector_is_shown_with_its_features_and_steers_the_chat(client):
+    view = client.predict("the ocean", None, "written", api_name="/concept_vector")
+    assert view["phrase"] == "the ocean" and view["layer"] == 15 and view["source"] == "written"
+    assert len(view["top_features"]) == 10 and 0 < view["decomposition"]["explained"] <= 1
+    cosines = [f["cosine"] for f in view["top_features"]]
+    assert cosines == sorted(cosines, reverse=True)
+    off = {"L15:3": None, "L15:4": None}
+    plain = client.predict(ASK, None, off, "own", None, 16, 0.0, api_name="/chat")
+    steered = client.predict(ASK, None, off, "own", None, 16, 0.0, None, None, None, None,
+                             [{"phrase": "the ocean", "strength": 60}], api_name="/chat")
+    assert steered != plain

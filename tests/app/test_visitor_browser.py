@@ -107,3 +107,26 @@ def test_a_phrase_becomes_a_slider_that_is_on(page):
     value = float(_number(page, f"strength-{N + 1}").input_value())
     assert 20 <= value <= 60, value
     assert re.search(r"ocean|sea|marine|water", slot.inner_text().lower()), slot.inner_text()
+
+
+def test_a_phrase_becomes_a_concept_vector_slider_that_a_share_link_keeps(page, shipped_app):
+    slot = N + 2  # after the defaults, the feature added and the phrase's feature above
+    box = page.locator("#phrase textarea")
+    box.click()
+    box.press("Control+a")
+    page.keyboard.type("dogs")
+    page.click("#concept-vector-go")
+    row = page.locator(f"#strength-{slot}")
+    expect(row).to_contain_text("concept: dogs", timeout=120_000)
+    expect(page.get_by_text("closest features: #14200").first).to_be_visible()  # what the vector is made of
+    expect(page.locator(f"#on-{slot} input[type=checkbox]")).to_be_checked()
+    strength = float(_number(page, f"strength-{slot}").input_value())
+    assert 30 <= strength <= 40, strength  # 0.2 of layer 15's typical norm (about 177)
+    page.click("#share")
+    page.wait_for_function("document.querySelector('#share-link textarea').value.includes('cv=')", timeout=30_000)
+    link = page.locator("#share-link textarea").input_value()
+    assert f"cv=L15:dogs={strength:g}" in link, link
+    with browser_page(1500, 1400) as other:  # the link, opened by someone else, shows the same slider
+        other.goto(link)
+        expect(other.locator(f"#strength-{slot}")).to_contain_text("concept: dogs", timeout=120_000)
+        expect(_number(other, f"strength-{slot}")).to_have_value(f"{strength:g}")

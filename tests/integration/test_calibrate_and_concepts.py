@@ -89,3 +89,30 @@ def test_generated_concept_vector_is_repeatable_and_steers_toward_the_phrase(eng
 def test_bad_phrases_are_refused_with_the_fix(bad):
     with pytest.raises(ValueError, match="write 1-60 letters, digits, spaces"):
         check_phrase(bad)
+
+
+def test_a_concept_in_the_service_steers_the_chat_as_its_edit_does_on_the_engine(engine):
+    from dataclasses import replace
+
+    from steering.service.concepts import ConceptChoice, with_concepts
+    from steering.service.demo import DemoService
+    from steering.steer.plan import SteeringPlan
+
+    service = DemoService(engine)
+    view = service.concept_vector("dogs")
+    cv = service.concept_vectors.get(15, "dogs", "written")
+    assert view["phrase"] == "dogs" and view["layer"] == 15 and view["norm"] == pytest.approx(cv.norm, abs=1e-4)
+    assert [f["index"] for f in view["top_features"]] == [i for i, _ in cv.top]
+    assert view["top_features"][0]["label"] == service.label(15, cv.top[0][0])
+
+    off = {str(f.key): None for f in engine.features}
+    ask, settings = "Tell me about your weekend.", replace(engine.config.generation, max_new_tokens=16, temperature=0.0)
+
+    def served(concepts):
+        setup = service.setup_from_api(off, "own", None, 16, 0.0, None, None, None, None, concepts)
+        return [u.steered for u in service.chat(ask, None, setup)][-1]
+
+    steered = served([{"phrase": "dogs", "strength": 60}])
+    assert steered != served(None)
+    plan = with_concepts(SteeringPlan(), [(ConceptChoice(15, "dogs", strength=60.0), cv)])
+    assert steered == engine.chat(ask, settings=settings, plan=plan)

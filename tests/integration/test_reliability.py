@@ -56,7 +56,7 @@ def test_out_of_memory_mid_stream_gives_a_readable_message_and_the_next_request_
         if calls["n"] == 4:  # a few tokens into the answer, with steering active
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
 
-    handle = decoder_layers(service.steerer.model)[3].register_forward_pre_hook(run_out)
+    handle = decoder_layers(service.engine.model)[3].register_forward_pre_hook(run_out)
     try:
         with pytest.raises(UserError, match=r"ran out of memory.*try fewer max new tokens.*Your conversation is kept"):
             _answer(service, strengths={"L15:3": 80.0})

@@ -24,7 +24,7 @@ def service(smollm2, tmp_path_factory):
 def test_sliders_span_the_layers_typical_norm(service):
     sliders = slider_specs(service, service.defaults())
     assert [str(s.key) for s in sliders] == ["L15:3", "L15:4"]
-    norm = service.steerer.typical_norm(15)
+    norm = service.engine.typical_norm(15)
     assert 120 < norm < 260
     assert sliders[0].maximum == round(norm) and sliders[0].minimum == -round(norm)
     assert sliders[1].mode == "clamp" and sliders[0].mode == "add"
@@ -33,7 +33,7 @@ def test_sliders_span_the_layers_typical_norm(service):
 def test_validation_clamps_strengths_and_caps_tokens(service):
     setup = replace(service.defaults(), strengths={"L15:3": 1e9, "L99:1": 3.0}, generation=GenerationSettings(max_new_tokens=5000))
     fixed, notices = service.validated(setup)
-    assert fixed.strengths[FeatureKey(15, 3)] == service.slider_range(service.steerer.features[0])[1]
+    assert fixed.strengths[FeatureKey(15, 3)] == service.slider_range(service.engine.features[0])[1]
     assert fixed.generation.max_new_tokens == 64
     assert any("outside its range" in n for n in notices) and any("unknown feature L99:1" in n for n in notices)
     with pytest.raises(UserError, match="must be a finite number"):
@@ -60,7 +60,7 @@ def test_custom_features_are_per_visitor(service):
     setup = replace(service.defaults(), custom=((15, 10),), strengths={"L15:10": 150.0})
     keys = [str(s.key) for s in slider_specs(service, setup)]
     assert keys == ["L15:3", "L15:4", "L15:10"] and [s.custom for s in slider_specs(service, setup)] == [False, False, True]
-    assert [str(f.key) for f in service.steerer.features] == ["L15:3", "L15:4"]  # the shared list is untouched
+    assert [str(f.key) for f in service.engine.features] == ["L15:3", "L15:4"]  # the shared list is untouched
     changed = list(service.chat("Say hello.", [], setup))[-1].steered
     same = list(service.chat("Say hello.", [], service.defaults()))[-1].steered
     assert changed != same
@@ -74,7 +74,7 @@ def test_bad_messages_are_refused_with_reasons(service):
 
 
 def test_long_history_is_trimmed_with_a_notice(service):
-    small = DemoService(service.steerer, Limits(max_new_tokens=8, max_prompt_tokens=120))
+    small = DemoService(service.engine, Limits(max_new_tokens=8, max_prompt_tokens=120))
     history = [{"role": "user", "content": "Tell me a long story about dragons. " * 3}, {"role": "assistant", "content": "Once upon a time " * 10}] * 3
     first = next(iter(small.chat("And then?", history, replace(small.defaults(), generation=GenerationSettings(max_new_tokens=8, temperature=0)))))
     assert any("oldest exchange(s) were left out" in n for n in first.notices)
@@ -82,7 +82,7 @@ def test_long_history_is_trimmed_with_a_notice(service):
 
 def test_inspector_calls_match_the_library(service):
     rows = service.inspect("The ocean is deep and blue.", n=5, view="last")
-    codes = service.steerer.message_codes("The ocean is deep and blue.").codes  # (T, F), the message's own tokens
+    codes = service.engine.message_codes("The ocean is deep and blue.").codes  # (T, F), the message's own tokens
     lib = codes[-1].topk(5)
     assert [r["index"] for r in rows] == lib.indices.tolist() and {r["token"] for r in rows} == {"."}
     assert rows[0]["activation"] == pytest.approx(float(lib.values[0]), abs=1e-3)
@@ -114,7 +114,7 @@ def test_features_listed_off_start_off_with_their_recommended_strength(smollm2, 
         {"layer": 15, "index": 4, "strength": 60.0, "label": "waiting", "mode": "clamp", "enabled": False},
     ]))
     svc = DemoService(Engine.for_model(config, *smollm2, vectors_for_config(config, log=lambda m: None)))
-    assert svc.steerer.default_strengths() == {FeatureKey(15, 3): 40.0, FeatureKey(15, 4): None}
+    assert svc.engine.default_strengths() == {FeatureKey(15, 3): 40.0, FeatureKey(15, 4): None}
     sliders = slider_specs(svc, svc.defaults())
     assert [(s.value, s.enabled) for s in sliders] == [(40.0, True), (60.0, False)]
     assert [e.label for e in svc.plan(svc.defaults()).edits[15]] == ["on"]  # the clamp feature is not applied
@@ -130,7 +130,7 @@ def test_the_inspector_panel_is_display_ready(service):
     assert [t for t, _ in panel.tokens] == ["Tell", " me", " about", " the", " sea", "."], "the message alone"
     shown = [v for _, v in panel.tokens if v is not None]
     assert shown and max(shown) == 1.0  # scaled to the strongest token
-    codes = service.steerer.message_codes("Tell me about the sea.").codes
+    codes = service.engine.message_codes("Tell me about the sea.").codes
     assert [row[0][0] for row in panel.per_token] == codes.argmax(dim=1).tolist()
     assert "Layer 15, unsteered: the strongest features over the words of your message" in panel.note
     last = inspector_panel(service, "Tell me about the sea.", service.defaults(), steered=False, view="last")

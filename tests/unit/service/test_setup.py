@@ -70,7 +70,7 @@ def test_link_names_only_what_differs():
     ({"rep": "0"}, "rep=0", "rep must be a finite number > 0 and <= 2"),
     ({"seed": "1.5"}, "seed=1.5", "seed must be a whole number from -1 to 9223372036854775807"),
     ({"compare": "yes"}, "compare=yes", "compare must be 1 (show the unsteered answer) or 0"),
-    ({"sd": "L15:3=4"}, "sd=L15:3=4", "it is not a share link parameter (they are s, m, c, mode, add, tokens, temp, top_p, rep, seed, compare)"),
+    ({"sd": "L15:3=4"}, "sd=L15:3=4", "it is not a share link parameter (they are s, m, c, mode, add, cv, tokens, temp, top_p, rep, seed, compare)"),
     ({"c": "L15:3=L15:9"}, "c=L15:3=L15:9", "write FEATURE>THRESHOLD after the feature key, e.g. c=L15:3=L15:9>2.5, or none"),
     ({"c": "L15:3=L16:9>1"}, "c=L15:3=L16:9>1", "L16:9 is read at layer 16, after the steered layer 15"),
     ({"c": "L15:3=L15:9>x"}, "c=L15:3=L15:9>x", "the threshold must be a finite number, got 'x'"),
