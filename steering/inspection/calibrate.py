@@ -106,7 +106,7 @@ def calibrate(engine, layer: int, index: int, words: Sequence[str], sweep: Seque
             raise r.error
     eos = set(engine.eos_ids())
     answers = [[int(t) for t in r.tokens if int(t) not in eos] for r in requests]
-    frames = [[int(t) for t in r.input_ids[0].tolist()] for r in requests]
+    frames = [[int(t) for t in r.spec.input_ids[0].tolist()] for r in requests]
     pad = engine.tokenizer.pad_token_id if engine.tokenizer.pad_token_id is not None else 0
     logps = answer_logprobs(engine.model, frames, answers, pad)
     n = len(prompts)

@@ -68,7 +68,7 @@ def _generated(engine, phrase: str, n: int, max_new_tokens: int, seed: int, laye
     for r in requests:
         if r.error is not None:
             raise r.error
-        prompt = [int(t) for t in r.input_ids[0].tolist()]
+        prompt = [int(t) for t in r.spec.input_ids[0].tolist()]
         ids.append(prompt + [int(t) for t in r.tokens])
         starts.append(len(prompt))
     rows = engine.read_ids(ids, layer)

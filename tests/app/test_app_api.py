@@ -6,6 +6,7 @@ import time
 import pytest
 from gradio_client import Client
 
+from steering.backends.hooks import HooksBackend
 from steering.config import load_config
 from steering.engine import Engine
 from steering.service.demo import DemoService
@@ -105,7 +106,7 @@ def test_a_strength_object_steers_with_its_own_mode_and_condition_as_the_library
     from tests.conftest import write_test_demo
 
     config = load_config(write_test_demo(tmp_path_factory.mktemp("modes")))
-    service = DemoService(Engine(config, *smollm2, vectors_for_config(config, log=lambda m: None)))
+    service = DemoService(Engine(config, HooksBackend(*smollm2, log=lambda m: None), vectors_for_config(config, log=lambda m: None)))
     settings = [
         {"L15:3": {"strength": 70.0, "mode": "angular"}},
         {"L15:3": {"strength": 70.0, "mode": "angular", "condition": {"feature": "L15:4", "above": 0.0}}},

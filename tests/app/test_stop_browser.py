@@ -18,6 +18,7 @@ from playwright.sync_api import expect
 
 from tests.helpers import browser_page
 
+
 NAMES = ["Ada", "Bram", "Cleo", "Dov", "Esme", "Finn", "Gus", "Hana", "Ivo", "Juno"]
 LINK = "?tokens=400&temp=0"  # greedy and long: unstopped, each answer runs far longer than a round
 ROUNDS, TAB_ROUNDS = 30, 10
@@ -107,16 +108,6 @@ def page():
         yield page
 
 
-def _settled(page, client) -> str:
-    """The answer once the page has drawn what the server sent before it went idle: the same text before and
-    after a round trip to the server (/status answers after every earlier message on the way)."""
-    while True:
-        before = _answer(page)
-        assert client.predict(api_name="/status")["active_generations"] == 0
-        if _answer(page) == before:
-            return before
-
-
 @pytest.mark.browser
 def test_stop_clear_send_stop_thirty_times_in_one_tab_with_the_inspector_following(page, app_server):
     rng = random.Random(11)
@@ -134,10 +125,10 @@ def test_stop_clear_send_stop_thirty_times_in_one_tab_with_the_inspector_followi
 
 
 @pytest.mark.browser
-def test_stop_clear_send_stop_in_three_tabs_streaming_at_once(app_server):
+def test_stop_clear_send_stop_in_three_tabs_streaming_at_once(page, app_server):
     rng = random.Random(12)
-    with browser_page() as first:
-        context = first.context.browser.new_context(viewport={"width": 1400, "height": 1200})
+    context = page.context.browser.new_context(viewport={"width": 1400, "height": 1200})  # one Playwright per module
+    try:
         tabs = [context.new_page() for _ in range(3)]  # tabs of one browser window: they share its connections
         for tab in tabs:
             open_tab(tab, app_server)
@@ -151,6 +142,8 @@ def test_stop_clear_send_stop_in_three_tabs_streaming_at_once(app_server):
                 tab.bring_to_front()
                 time.sleep(rng.uniform(0.0, 0.4))
                 stop_and_measure(tab, f"round {i}, tab {t}")
+    finally:
+        context.close()
 
 
 def test_an_api_cancel_returns_once_the_generation_has_ended(app_server):

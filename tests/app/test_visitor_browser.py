@@ -126,7 +126,10 @@ def test_a_phrase_becomes_a_concept_vector_slider_that_a_share_link_keeps(page, 
     page.wait_for_function("document.querySelector('#share-link textarea').value.includes('cv=')", timeout=30_000)
     link = page.locator("#share-link textarea").input_value()
     assert f"cv=L15:dogs={strength:g}" in link, link
-    with browser_page(1500, 1400) as other:  # the link, opened by someone else, shows the same slider
+    other = page.context.browser.new_context().new_page()  # the link, opened by someone else, shows the same slider
+    try:
         other.goto(link)
         expect(other.locator(f"#strength-{slot}")).to_contain_text("concept: dogs", timeout=120_000)
         expect(_number(other, f"strength-{slot}")).to_have_value(f"{strength:g}")
+    finally:
+        other.context.close()

@@ -99,12 +99,22 @@ def zerogpu_app():
     service = None
     try:
         service = open_service(ROOT / "demo.yaml", zerogpu=True, gpu=rec.gpu)
+        known_calibration(service)
         yield build_demo(service, gpu=rec.gpu), service, rec
     finally:
         handle.remove()
         patch.undo()
         if service is not None:
             service.engine.close()
+
+
+def known_calibration(service) -> None:
+    """Feature 5 of the inspector's layer with a calibration already known (shipped), kept in memory."""
+    from steering.inspection.calibrate import Calibration, CalibrationCache
+
+    layer = service.engine.inspector_layer
+    known = Calibration(layer, 5, "add", 30.0, 0.5, 1.8, False, ("heritage",))
+    service.recommendations.cache = CalibrationCache(ROOT / "no-such-folder", {f"L{layer}:5": known.to_dict()})
 
 
 BY_ID = {"message": MESSAGE, "concept": "the ocean", "phrase": "the ocean"}
@@ -197,7 +207,7 @@ def test_every_event_keeps_model_work_inside_gpu_calls(zerogpu_app):
     assert rec.outside == [], f"model work outside a @spaces.GPU call: {sorted(set(rec.outside))}"
     assert {"answer", "stop", "clear", "inspect_panel", "load", *API_ARGS} <= done
     for gpu_call in ("_chat_stream", "_panel", "_phrase", "<lambda>", "scan", "chat", "inspect", "differential",
-                     "concept_search"):
+                     "concept_search", "concept_vector", "calibrate"):
         assert rec.gpu_calls[gpu_call] >= 1, f"{gpu_call} never ran as a GPU call: {dict(rec.gpu_calls)}"
     assert not failed, failed
     assert rec.inside > 0
@@ -210,6 +220,8 @@ API_ARGS = {
     "/differential": lambda s: ["I love football.\nGoal!", "The weather is mild.\nA quiet day.", 5],
     "/scan": lambda s: ["I love football.\nGoal!", 5],
     "/concept_search": lambda s: ["the ocean", 5],
+    "/concept_vector": lambda s: ["the ocean"],
+    "/calibrate": lambda s: [5],  # known (see `known_calibration`): the sweep itself is the integration tests'
     "/status": lambda s: [],
 }
 
