@@ -6,12 +6,13 @@ opens the service from a config and launches: `python app.py` on a laptop CPU, a
 on Hugging Face (ZeroGPU: `spaces.GPU` wraps the model work and is a no-op elsewhere).
 
     python app.py [--config demo.yaml] [--port 7860] [--host 127.0.0.1] [--concurrency 4]
-                  [--batch-window-ms 15] [--max-new-tokens 512] [--max-queue 64]
+                  [--batch-window-ms 15] [--max-new-tokens 512] [--max-queue 64] [--max-sessions 64]
 
 Each option falls back to an environment variable (how a Space is configured): STEERING_CONFIG,
 PORT / GRADIO_SERVER_PORT, GRADIO_SERVER_NAME, STEERING_CONCURRENCY, STEERING_BATCH_WINDOW_MS (0 turns
 batching off), STEERING_MAX_NEW_TOKENS (this server's cap on an answer), STEERING_MAX_QUEUE (chats waiting at
-most; past it a new chat is told at once when to come back).
+most; past it a new chat is told at once when to come back), STEERING_MAX_SESSIONS (page sessions whose copy of the
+page Gradio keeps in memory, about 1.3 MiB each; the page holds its whole setup, so a forgotten one loses nothing).
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-window-ms", type=float, default=float(env("STEERING_BATCH_WINDOW_MS", "15")))
     parser.add_argument("--max-new-tokens", type=int, default=int(env("STEERING_MAX_NEW_TOKENS", "512")))
     parser.add_argument("--max-queue", type=int, default=int(env("STEERING_MAX_QUEUE", "64")))
+    parser.add_argument("--max-sessions", type=int, default=int(env("STEERING_MAX_SESSIONS", "64")))
     args = parser.parse_args(argv)
     zerogpu = env("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")  # each GPU call is its own process there
     service = open_service(args.config, Limits(max_new_tokens=args.max_new_tokens), zerogpu=zerogpu,
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
                            max_queue=args.max_queue)
     demo = build_demo(service, concurrency=args.concurrency, max_queue=args.max_queue, space_id=env("SPACE_ID"))
     load_matplotlib()
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size="1mb")
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size="1mb", state_session_capacity=args.max_sessions)
 
 
 if __name__ == "__main__":

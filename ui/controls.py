@@ -23,6 +23,9 @@ from steering.service.concepts import ConceptChoice, concept_choice
 from steering.service.setup import SteeringSetup
 
 MAX_SLOTS = 12
+SLOT_RANGE = 1e9
+"""A slot's range as built: Gradio checks a slider's value against the range it holds for the session, and a
+session it has forgotten (`--max-sessions`) falls back to this one; each feature's own range is shown by `show`."""
 STEP = 0.05
 MEANINGS = {"temperature": "0 = greedy", "seed": "-1 = random"}
 
@@ -59,7 +62,8 @@ def slots() -> list[Slot]:
     out = []
     for i in range(MAX_SLOTS):
         with gr.Row(visible=False) as row:
-            strength = gr.Slider(-100, 100, value=0, step=0.5, label=f"slot {i}", scale=5, elem_id=f"strength-{i}")
+            strength = gr.Slider(-SLOT_RANGE, SLOT_RANGE, value=0, step=0.5, label=f"slot {i}", scale=5,
+                                 elem_id=f"strength-{i}")
             on = gr.Checkbox(value=True, label="on", scale=1, min_width=60, elem_id=f"on-{i}")
             mode = gr.Dropdown(list(MODES), value=MODES[0], label="mode", scale=1, min_width=90, elem_id=f"mode-{i}")
             card = gr.Button("card", size="sm", scale=0, min_width=50, elem_id=f"card-{i}")
