@@ -20,6 +20,7 @@ from steering.service.answers import Answers
 from steering.service.demo import ChatUpdate, DemoService
 from steering.service.errors import visitor_message
 from steering.service.limits import UserError
+from steering.service.memory import release_free_memory
 from steering.service.links import from_query, to_query
 from steering.service.setup import SteeringSetup
 from ui.controls import MAX_SLOTS
@@ -92,7 +93,10 @@ class Page:
         yield from self.service.chat(message, history, setup)
 
     def _panel(self, message: str, setup: SteeringSetup, steered: bool, view: str, density: float | None):
-        return views.inspector_panel(self.service, message, setup, steered, view, density)
+        try:
+            return views.inspector_panel(self.service, message, setup, steered, view, density)
+        finally:
+            release_free_memory()
 
     def _phrase(self, setup: SteeringSetup, phrase) -> tuple[SteeringSetup, str]:
         return self.service.steer_phrase(setup, phrase, MAX_SLOTS)

@@ -24,6 +24,7 @@ from steering.service import inputs
 from steering.service.visitor_features import as_visitor_set, check_condition
 from steering.service.admission import Admission
 from steering.service.errors import log, visitor_message
+from steering.service.memory import release_free_memory
 from steering.service.inspector import Inspection
 from steering.service.limits import (
     Limits,
@@ -281,6 +282,7 @@ class DemoService(Inspection):
         finally:
             stream.stop()
             self.admission.record(time.monotonic() - started)
+            release_free_memory()
 
     def busy_message(self, waiting: int) -> str:
         """What a chat turned away from a full queue (`waiting` long) is told: when to come back."""

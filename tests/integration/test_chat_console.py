@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from steering.cli.console import ChatConsole
-from steering.config import load_config
+from steering.config import MODES, load_config
 from steering.engine import Engine
 from steering.keys import FeatureKey
 from steering.steer.vectors import vectors_for_config
@@ -60,7 +60,7 @@ def test_commands_change_state(console):
     console.handle_command("/features")
     assert "L15:3        off" in _said(console)
     console.handle_command("/mode sideways")
-    assert "usage: /mode add|clamp|pin|own" in _said(console)
+    assert f"usage: /mode {'|'.join(MODES)}|own" in _said(console)
     console.handle_command("/defaults")
     assert console.strengths[FeatureKey(15, 3)] == 0.0
     console.handle_command("/frobnicate")

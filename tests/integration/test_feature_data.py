@@ -76,7 +76,8 @@ def test_most_labels_are_english_words(cards):
 
 
 def test_a_few_output_scores_recompute_on_the_real_model(cards, smollm2):
-    from steering.inspection.output_score import neutral_prompt_ids, output_scores
+    from steering.backends.reads import output_scores
+    from steering.inspection.output_score import neutral_prompt_ids
     from steering.sae import load_sae
 
     model, tok = smollm2

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from steering.backends.hooks import HooksBackend
 from steering.config import Condition, FeatureSpec, GenerationSettings
 from steering.engine import Engine
 from steering.keys import FeatureKey
@@ -44,7 +45,7 @@ def engine(smollm2, tmp_path_factory):
     config = layer_config(tmp, [{"layer": LAYER, "index": MUSIC, "strength": 0.0, "label": "music"}],
                           generation=GREEDY.to_dict())
     model, tokenizer = smollm2
-    with Engine(config, model, tokenizer, vectors_for_config(config, log=lambda m: None)) as e:
+    with Engine(config, HooksBackend(model, tokenizer, log=lambda m: None), vectors_for_config(config, log=lambda m: None)) as e:
         yield e
 
 
