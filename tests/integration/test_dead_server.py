@@ -55,7 +55,7 @@ def turn(service: DemoService, history: list[dict], message: str, seed: int,
 
 def test_a_killed_server_costs_no_new_chat_or_next_turn(service, server_pool, caplog):
     engine = service.engine
-    first_server = lambda opening: ranked(server_pool.urls, engine.request(opening).chat_key)[0]  # noqa: E731
+    first_server = lambda opening: ranked(server_pool.urls, engine.request(opening).spec.chat_key)[0]  # noqa: E731
     firsts = [first_server(o) for o in OPENINGS]
     victim = max(range(3), key=lambda i: firsts.count(server_pool.urls[i]))  # the one most chats start on: 4 or more
     on_victim = {o for o, s in zip(OPENINGS, firsts) if s == server_pool.urls[victim]}

@@ -46,7 +46,7 @@ PLANS = {
     "norm_add, then cap where a layer-12 feature fires": SteeringPlan({
         12: [Edit("norm_add", _unit(5), 60.0)],
         15: [Edit("cap", _unit(6), 50.0, gate=Gate(FeatureKey(12, 5), 0.0, PIN_SAE.feature_rule(5).activation))]}),
-    "angular_adaptive": SteeringPlan({15: [Edit("angular_adaptive", _unit(7), 60.0)]}),
+    "angular_adaptive": SteeringPlan({15: [Edit("angular_adaptive", -_unit(7), 60.0)]}),  # most positions lean toward it
 }
 
 

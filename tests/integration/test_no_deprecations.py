@@ -9,6 +9,7 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
+from steering.backends.nnsight import NNsightBackend
 from steering.config import GenerationSettings
 from steering.engine import Engine
 from steering.service.start import open_service
@@ -36,7 +37,8 @@ def test_the_app_starts_and_answers_on_both_backends_without_a_deprecation_from_
             setup = replace(service.defaults(), generation=SHORT)
             assert list(service.chat("Hi!", None, setup))[-1].steered
             assert service.inspect("The ocean is deep.", n=3)
-            with Engine(replace(service.engine.config, backend="nnsight"), *smollm2, service.engine.vectors) as nn:
+            with Engine(replace(service.engine.config, backend="nnsight"), NNsightBackend(*smollm2, log=lambda m: None),
+                        service.engine.vectors) as nn:
                 assert nn.chat("Hi!", settings=SHORT)
         finally:
             service.engine.close()
