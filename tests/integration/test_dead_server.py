@@ -108,15 +108,15 @@ def test_a_killed_server_costs_no_new_chat_or_next_turn(service, server_pool, ca
 
     # a new chat of the dead server's after the kill: the next server answers it
     assert turn(service, [], spare[0], seed=1)[1] is None
-    assert list(engine.decoder.routes)[-1] != server_pool.urls[victim]
+    assert list(engine.backend.decoder.routes)[-1] != server_pool.urls[victim]
     # started again, it takes its chats back (after its time out, one health check)
     server_pool.start(victim)
     server_pool.wait_up(victim)
     served_before = server_pool.info(victim)["served"]["generate"]
-    time.sleep(engine.model.ring.down_s)
+    time.sleep(engine.backend.ring.down_s)
     with caplog.at_level(logging.WARNING):
         for opening in spare[1:]:
             assert turn(service, [], opening, seed=2)[1] is None
-    assert list(engine.decoder.routes)[-2:] == [server_pool.urls[victim]] * 2
+    assert list(engine.backend.decoder.routes)[-2:] == [server_pool.urls[victim]] * 2
     assert server_pool.info(victim)["served"]["generate"] == served_before + 2
     assert any("answers again" in r.getMessage() for r in caplog.records)
