@@ -112,3 +112,26 @@ def test_a_light_pick_screen_chooses_a_setting_per_concept(tmp_path, engine):
     table = (tmp_path / "screen" / "table.md").read_text()
     assert table.startswith("Light screen: pick3@1 split") and "Round 3, on pick3@1" in table
     assert (tmp_path / "screen" / "plot.png").stat().st_size > 0
+
+
+def test_a_concept_vector_runs_like_a_feature_and_steers_the_answers(tmp_path, engine):
+    from steering.inspection.concept_vector import build_concept_vector
+    from steering.offline.eval.parse import load_run_config
+    from steering.offline.eval.run import Evaluation
+
+    path = tiny(tmp_path, name="vector", scorer={"kind": "light", "shared_cache": False}, baseline=False,
+                max_new_tokens=6, features=[{"layer": 15, "vector": {"phrase": "dogs", "source": "written"},
+                                             "mode": "add", "strength": [0, 120]}])
+    cfg = load_run_config(path)
+    with Evaluation(cfg, tmp_path / "vector", engine=engine) as ev:
+        r = ev.run()
+        cv = ev.concept_vector(cfg.features[0])
+    (e,) = r["features"]
+    assert (e["key"], e["concept"], e["kind"]) == ("L15:cv:dogs:written", "dogs", "animal")
+    expected = build_concept_vector(engine, "dogs", 15, source="written")
+    assert torch.equal(cv.direction, expected.direction) and e["vector"]["positions"] == list(expected.positions)
+    off, on = ([row["answer"] for row in run["rows"]] for run in e["runs"])
+    assert off == [row["answer"] for row in e["unsteered"]["rows"]]  # add 0 is no edit
+    assert on != off  # 120 along the vector (about 0.7 of the layer's norm) changes the answers
+    with Evaluation(cfg, tmp_path / "vector", engine=engine) as again:
+        assert again.run()["answers_generated"] == 0  # kept under the direction's digest

@@ -21,6 +21,11 @@
         strength: [30, 32]          # or one number; left out: the app config's own setting of the feature
         concept: music              # left out: the concept its label names
         params: {}                  # more FeatureSpec fields, passed to the library as they are
+      - layer: 20                   # a concept vector instead of an SAE feature (any layer, no SAE needed)
+        vector: {phrase: dogs, source: generated}   # source: generated | written (inspection.concept_vector)
+        mode: add
+        strength: 40
+        concept: dogs
 
 Every feature runs at each (mode, strength) pair. `parse.load_run_config` checks everything a run needs before a
 model is loaded and raises one `ConfigError` naming each bad field, its value and the fix; `RunConfig.to_dict` is
@@ -62,19 +67,33 @@ class ScorerSpec:
 
 
 @dataclass(frozen=True)
+class ConceptRecipe:
+    """A concept vector's recipe (`inspection.concept_vector.build_concept_vector`): the vector is a pure function
+    of (layer, phrase, source, seed)."""
+
+    phrase: str
+    source: str = "generated"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class FeatureRun:
-    """One feature, steered alone at each (mode, strength) of `modes` x `strengths`."""
+    """One feature (an SAE feature `index`, or a concept `vector` when index is None), steered alone at each
+    (mode, strength) of `modes` x `strengths`."""
 
     layer: int
-    index: int
+    index: int | None
     modes: tuple[str, ...]
     strengths: tuple[float, ...]
     concept: str
     label: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    vector: ConceptRecipe | None = None
 
     @property
     def key(self) -> str:
+        if self.vector is not None:
+            return f"L{self.layer}:cv:{self.vector.phrase}:{self.vector.source}"
         return f"L{self.layer}:{self.index}"
 
     @property
@@ -119,7 +138,10 @@ class RunConfig:
                    pick={"rule": self.pick_rule})
         if self.probes is not None:
             out["probes"] = {k: list(v) for k, v in self.probes.items()}
-        out["features"] = [{"layer": f.layer, "index": f.index, **({"label": f.label} if f.label else {}),
+        out["features"] = [{"layer": f.layer, **({"index": f.index} if f.vector is None else
+                                                  {"vector": {"phrase": f.vector.phrase, "source": f.vector.source,
+                                                              **({"seed": f.vector.seed} if f.vector.seed else {})}}),
+                            **({"label": f.label} if f.label else {}),
                             "concept": f.concept, "mode": _one(f.modes), "strength": _one(f.strengths),
                             **({"params": dict(f.params)} if f.params else {})} for f in self.features]
         return out

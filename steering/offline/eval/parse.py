@@ -14,15 +14,18 @@ from typing import Any
 import yaml
 
 from steering.config import MODES, FeatureSpec, load_config
+from steering.config.modes import MODE_INFO, strength_problem
 from steering.config.problems import ConfigError, check_bool, check_finite, check_int, problem, unknown_key
-from steering.offline.eval.config import EngineSpec, FeatureRun, RunConfig, ScorerSpec
+from steering.inspection.concept_vector import SOURCES, check_phrase
+from steering.offline.eval.config import ConceptRecipe, EngineSpec, FeatureRun, RunConfig, ScorerSpec
 from steering.offline.eval.lexicons import concept, concept_for, concept_names, concepts
 from steering.offline.eval.splits import DataError, probe_set, split
 
 TOP = ("name", "engine", "split", "n_prompts", "seeds", "max_new_tokens", "baseline", "scorer", "pick", "probes",
        "features", "reconstructed")
 ENGINE = ("config", "device", "dtype", "threads", "overrides")
-FEATURE = ("layer", "index", "mode", "strength", "concept", "label", "params")
+FEATURE = ("layer", "index", "vector", "mode", "strength", "concept", "label", "params")
+VECTOR = ("phrase", "source", "seed")
 SCORER = ("kind", "lexicon", "probe_layer", "probe_tokens", "probe_set", "fit_split", "fit_prompts", "fit_seeds",
           "shared_cache")
 SCORER_KINDS = ("full", "light")
@@ -226,6 +229,8 @@ def _feature(e: Any, path: str, app, lexicon: int, problems: list[str]):
         return None
     before = len(problems)
     problems += [unknown_key(f"{path}.", k, FEATURE) for k in e if k not in FEATURE]
+    if "vector" in e:
+        return _vector_feature(e, path, lexicon, problems)
     check_int(problems, f"{path}.layer", e.get("layer"), 15)
     check_int(problems, f"{path}.index", e.get("index"), 8241)
     if len(problems) > before:
@@ -252,6 +257,56 @@ def _feature(e: Any, path: str, app, lexicon: int, problems: list[str]):
     f = FeatureRun(e["layer"], e["index"], tuple(modes), tuple(float(s) for s in strengths), c, label, dict(params))
     _check_specs(f, path, problems)
     return f if len(problems) == before else None
+
+
+def _vector_feature(e: Mapping, path: str, lexicon: int, problems: list[str]):
+    """A concept vector entry: `vector: {phrase, source, seed}` in place of `index`; its mode, strength and concept
+    given (no app config setting to fall back on), no `params` (conditions and such belong to SAE features)."""
+    before = len(problems)
+    check_int(problems, f"{path}.layer", e.get("layer"), 20)
+    if "index" in e:
+        problems.append(problem(f"{path}.index", "a concept vector entry names no SAE feature", e["index"],
+                                "write either index (an SAE feature) or vector (a concept vector)"))
+    v = e["vector"]
+    if not isinstance(v, Mapping):
+        problems.append(problem(f"{path}.vector", "expected a mapping", v, "write vector: {phrase: dogs, source: generated}"))
+        return None
+    problems += [unknown_key(f"{path}.vector.", k, VECTOR) for k in v if k not in VECTOR]
+    try:
+        phrase = check_phrase(v.get("phrase"))
+    except ValueError as err:
+        problems.append(problem(f"{path}.vector.phrase", str(err), v.get("phrase"), "write phrase: dogs"))
+        phrase = None
+    source = v.get("source", "generated")
+    if source not in SOURCES:
+        problems.append(problem(f"{path}.vector.source", f"must be one of {', '.join(SOURCES)}", source,
+                                "write source: generated"))
+    check_int(problems, f"{path}.vector.seed", v.get("seed", 0), 0)
+    modes = _listed(e.get("mode", "add"))
+    for m in modes:
+        if m not in MODES or m == "pin":
+            problems.append(problem(f"{path}.mode", "must be one of the modes but pin (a concept vector has no encoder "
+                                    "row to read)", m, "write mode: add"))
+    if "strength" not in e:
+        problems.append(problem(f"{path}.strength", "a concept vector's strength must be given", None, "write strength: 40"))
+    strengths = _listed(e.get("strength", []))
+    where_s = [f"{path}.strength[{j}]" if isinstance(e.get("strength"), list) else f"{path}.strength"
+               for j in range(len(strengths))]
+    strengths = [s for s, w in zip(strengths, where_s) if check_finite(problems, w, s, 40.0)]
+    for m in modes:
+        for st in strengths:
+            if m in MODES and (why := strength_problem(m, float(st))) is not None:
+                problems.append(problem(f"{path}.strength", why, st, f"use {MODE_INFO[m].limits[0]:g} to {MODE_INFO[m].limits[1]:g}"))
+    if e.get("params"):
+        problems.append(problem(f"{path}.params", "a concept vector entry takes no params", e["params"],
+                                "leave params out (conditions apply to SAE features)"))
+    label = e.get("label")
+    c = _concept(e.get("concept", phrase if phrase and phrase in concept_names() else None), label, lexicon, path,
+                 problems)
+    if len(problems) > before or c is None or phrase is None:
+        return None
+    return FeatureRun(e["layer"], None, tuple(modes), tuple(float(s) for s in strengths), c, label,
+                      vector=ConceptRecipe(phrase, source, int(v.get("seed", 0))))
 
 
 def _concept(name: Any, label: Any, lexicon: int, path: str, problems: list[str]) -> str | None:

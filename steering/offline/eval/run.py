@@ -17,11 +17,13 @@ against the unsteered answers of the same seeds (pooled) and the median prompt-f
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from steering.engine import Engine
+from steering.inspection.concept_vector import ConceptVector, build_concept_vector
 from steering.offline.eval.answers import Answers, AnswerStore, shared_dir
 from steering.offline.eval.config import FeatureRun, RunConfig
 from steering.offline.eval.grades import fluency_ratio, median_ppl_ratio, summarise
@@ -30,6 +32,7 @@ from steering.offline.eval.pick import flat_runs, picks
 from steering.offline.eval.report import result_markdown, write_run
 from steering.offline.eval.scorer import LightScorer, Scorer
 from steering.offline.eval.splits import split
+from steering.service.concepts import ConceptChoice, with_concepts
 
 
 def merge(per_seed: Sequence[dict], unsteered: Sequence[dict] | None = None) -> dict:
@@ -60,6 +63,7 @@ class Evaluation:
         self.answers = Answers(engine, AnswerStore(self.out / "answers") if self.out else None,
                                AnswerStore(shared_dir()) if config.scorer.shared_cache else None)
         self._scorer: Scorer | LightScorer | None = None
+        self._vectors: dict[tuple, ConceptVector] = {}
 
     def __enter__(self) -> Evaluation:
         return self
@@ -68,6 +72,7 @@ class Evaluation:
         self.close()
 
     def close(self) -> None:
+        self._vectors.clear()
         if self._scorer is not None:
             self._scorer.close()
         if self._owns:
@@ -90,6 +95,8 @@ class Evaluation:
 
     def steered(self, feature: FeatureRun, mode: str, strength: float, prompts: Sequence[str], seed: int) -> dict:
         """`feature` alone at (`mode`, `strength`), graded for its concept."""
+        if feature.vector is not None:
+            return self._steered_vector(feature, mode, strength, prompts, seed)
         spec = feature.spec(mode, strength)
         plan = self.engine.plan({spec.key: strength}, mode=mode, features=[spec])
         c = self.engine.config
@@ -97,6 +104,29 @@ class Evaluation:
                     "generated_only": c.steer_generated_only, "special_tokens": c.steer_special_tokens,
                     "sae": c.sae.to_dict() if c.sae else None, "vectors": str(c.vectors)}
         name = f"L{feature.layer}_{feature.index}-{mode}-{strength:g}"
+        got = self.answers.get(prompts, seed, self.config.max_new_tokens, plan=plan, steering=steering, name=name)
+        return {**self.scorer.score(self.concept(feature), prompts, got, seed), "seed": seed}
+
+    def concept_vector(self, feature: FeatureRun) -> ConceptVector:
+        """The feature's concept vector, built once per evaluation (`self._vectors`, closed with it)."""
+        r = feature.vector
+        key = (feature.layer, r.phrase, r.source, r.seed)
+        if key not in self._vectors:
+            self._vectors[key] = build_concept_vector(self.engine, r.phrase, feature.layer, source=r.source, seed=r.seed)
+        return self._vectors[key]
+
+    def _steered_vector(self, feature: FeatureRun, mode: str, strength: float, prompts: Sequence[str], seed: int) -> dict:
+        """A concept vector alone at (`mode`, `strength`), as the app steers one (`service.concepts.with_concepts`);
+        its answers are keyed by the direction's own bytes, so a changed recipe never reuses old answers."""
+        cv, r = self.concept_vector(feature), feature.vector
+        choice = ConceptChoice(feature.layer, r.phrase, r.source, strength, mode)
+        plan = with_concepts(self.engine.plan({}, features=[]), [(choice, cv)])
+        c = self.engine.config
+        digest = hashlib.sha256(cv.direction.float().contiguous().numpy().tobytes()).hexdigest()[:16]
+        steering = {"concept_vector": {"layer": feature.layer, "phrase": r.phrase, "source": r.source, "seed": r.seed,
+                                       "direction": digest}, "mode": mode, "strength": strength,
+                    "generated_only": c.steer_generated_only, "special_tokens": c.steer_special_tokens}
+        name = f"L{feature.layer}_cv_{r.phrase.replace(' ', '_')}_{r.source}-{mode}-{strength:g}"
         got = self.answers.get(prompts, seed, self.config.max_new_tokens, plan=plan, steering=steering, name=name)
         return {**self.scorer.score(self.concept(feature), prompts, got, seed), "seed": seed}
 
@@ -124,6 +154,10 @@ class Evaluation:
             c = self.concept(f)
             unsteered = [self.unsteered(c, prompts, s) for s in seeds]
             entry = {"key": f.key, "label": f.label or c.name, "concept": c.name, "kind": c.kind, "runs": []}
+            if f.vector is not None:
+                cv = self.concept_vector(f)
+                entry["vector"] = {"phrase": cv.phrase, "source": cv.source, "seed": cv.seed, "norm": round(cv.norm, 4),
+                                   "positions": list(cv.positions)}
             for mode, strength in f.settings:
                 r = merge([self.steered(f, mode, strength, prompts, s) for s in seeds], unsteered)
                 entry["runs"].append({"mode": mode, "strength": strength, **({"params": dict(f.params)} if f.params else {}),

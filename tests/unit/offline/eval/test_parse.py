@@ -53,7 +53,42 @@ def test_the_resolved_config_runs_again_as_it_is(tmp_path):
     assert load_run_config(folder / "config.yaml") == cfg
 
 
+def test_a_concept_vector_entry_runs_at_every_setting_and_round_trips(tmp_path):
+    cfg = parse(name="cv", features=[{"layer": 20, "vector": {"phrase": "dogs"}, "mode": ["add", "norm_add"],
+                                      "strength": [30, 40]},
+                                     {"layer": 15, "vector": {"phrase": "the  Eiffel tower", "source": "written", "seed": 2},
+                                      "strength": 25, "concept": "paris"}])
+    dogs, paris = cfg.features
+    assert (dogs.index, dogs.key, dogs.concept, dogs.vector.source, dogs.vector.seed) == (
+        None, "L20:cv:dogs:generated", "dogs", "generated", 0)
+    assert dogs.settings == [("add", 30.0), ("add", 40.0), ("norm_add", 30.0), ("norm_add", 40.0)]
+    assert (paris.vector.phrase, paris.vector.source, paris.vector.seed, paris.settings) == (
+        "the Eiffel tower", "written", 2, [("add", 25.0)])  # spaces collapsed; add when mode is left out
+    folder = tmp_path / "runs" / "cv"
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(folder)))
+    assert load_run_config(folder / "config.yaml") == cfg
+
+
 BAD = [
+    ({"features": [{"layer": 15, "vector": {"phrase": "dogs"}, "mode": "pin", "strength": 3}]},
+     "features[0].mode: must be one of the modes but pin", "write mode: add"),
+    ({"features": [{"layer": 15, "vector": {"phrase": "dogs"}}]},
+     "features[0].strength: a concept vector's strength must be given", "write strength: 40"),
+    ({"features": [{"layer": 15, "index": 3, "vector": {"phrase": "dogs"}, "strength": 3}]},
+     "features[0].index: a concept vector entry names no SAE feature", "write either index"),
+    ({"features": [{"layer": 15, "vector": {"phrase": "<b>"}, "strength": 3}]},
+     "features[0].vector.phrase: concept '<b>': write 1-60 letters", "write phrase: dogs"),
+    ({"features": [{"layer": 15, "vector": {"phrase": "dogs", "source": "books"}, "strength": 3}]},
+     "features[0].vector.source: must be one of generated, written, got 'books'", "write source: generated"),
+    ({"features": [{"layer": 15, "vector": {"phrase": "dogs", "seeds": 1}, "strength": 3}]},
+     "features[0].vector.seeds: unknown key. Fix: did you mean 'seed'?", "Valid keys: phrase"),
+    ({"features": [{"layer": 15, "vector": {"phrase": "dogs"}, "mode": "angular", "strength": 200}]},
+     "features[0].strength: is an angle for mode angular and must lie from 0 to 180 degrees, got 200", "use 0 to 180"),
+    ({"features": [{"layer": 15, "vector": {"phrase": "dogs"}, "strength": 3, "params": {"enabled": False}}]},
+     "features[0].params: a concept vector entry takes no params", "leave params out"),
+    ({"features": [{"layer": 15, "vector": {"phrase": "castles"}, "strength": 3}]},
+     "features[0].concept: left out, and the feature has no label to name one", "write concept: one of"),
     ({"split": "report9"}, "split: no split 'report9'; known: neutral, pick", "Fix: name a file"),
     ({"split": "report2@3"}, "split: split 'report2' is at version 1, not 3", "write report2@1"),
     ({"seeds": [0, 0]}, "seeds: has a repeated value, got [0, 0]", "Fix: list each seed once"),
