@@ -154,7 +154,7 @@ def main() -> int:
         result = {"label": args.label, "config": Path(args.config).name, "tokens_per_answer": args.tokens,
                   "kinds": list(KINDS), "finished": done, "errors": errors,
                   "summary": summary(series, min(200, len(series))), "wall_s": round(time.time() - start, 1),
-                  "series": series, "app_log_tail": log_path.read_text()[-2000:]}
+                  "series": series, "app_log_tail": log_path.read_text()[-2000:].replace(f"{ROOT}/", "")}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
         return result

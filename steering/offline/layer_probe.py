@@ -126,7 +126,7 @@ def write_config(layer: int, root: Path, out: Path, base: str = "demo.yaml") -> 
     import yaml
 
     cfg = yaml.safe_load(Path(base).read_text())
-    cfg.update(sae={"source": str(root), "format": "saelens", "path": "layer_{layer}"}, features=[],
+    cfg.update(sae={"source": portable(str(root)), "format": "saelens", "path": "layer_{layer}"}, features=[],
                inspector_layer=layer, vectors=None)
     path = out / "configs" / f"layer_{layer}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -337,7 +337,14 @@ def rerun_command(argv: Sequence[str]) -> str:
             skip = True
         elif not a.startswith("--steps="):
             args.append(a)
-    return " ".join(["python -m steering.offline.layer_probe", *args])
+    return portable(" ".join(["python -m steering.offline.layer_probe", *args]))
+
+
+def portable(text: str) -> str:
+    """`text` with the home folder written `~` (which the config and the CLI expand), so a committed file names no
+    one machine's paths."""
+    home = str(Path.home())
+    return text.replace(home + "/", "~/") if home not in ("", "/") else text
 
 
 def _manifest(corpus: Path) -> dict:

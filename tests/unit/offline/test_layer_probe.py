@@ -53,3 +53,11 @@ def test_settings_stay_near_the_layer_15_defaults():
 def test_the_recorded_command_reruns_the_whole_probe():
     argv = ["--corpus", "c", "--steps", "screen", "--layers", "18,22", "--steps=train"]
     assert layer_probe.rerun_command(argv) == "python -m steering.offline.layer_probe --corpus c --layers 18,22"
+
+
+def test_written_paths_name_the_home_folder_as_tilde(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    argv = ["--corpus", f"{tmp_path}/.cache/steering/corpus-wide", "--out", "benchmarks/runs/layer_probe"]
+    assert layer_probe.rerun_command(argv) == ("python -m steering.offline.layer_probe --corpus "
+                                               "~/.cache/steering/corpus-wide --out benchmarks/runs/layer_probe")
+    assert layer_probe.portable("/elsewhere/x") == "/elsewhere/x"
