@@ -223,6 +223,14 @@ def _listed(v: Any) -> list:
     return list(v) if isinstance(v, (list, tuple)) else [v]
 
 
+def _strengths(e: Mapping, path: str, default: list, example: float, problems: list[str]) -> list:
+    """The entry's finite strengths (one number or a list; `default` when left out), each bad one named by position."""
+    given = e.get("strength")
+    values = _listed(given) if "strength" in e else default
+    where = [f"{path}.strength[{j}]" if isinstance(given, list) else f"{path}.strength" for j in range(len(values))]
+    return [s for s, w in zip(values, where) if check_finite(problems, w, s, example)]
+
+
 def _feature(e: Any, path: str, app, lexicon: int, problems: list[str]):
     if not isinstance(e, Mapping):
         problems.append(problem(path, "expected a mapping", e, "write {layer: 15, index: 8241, mode: add, strength: 32}"))
@@ -243,9 +251,7 @@ def _feature(e: Any, path: str, app, lexicon: int, problems: list[str]):
             problems.append(problem(f"{path}.mode", f"must be one of {', '.join(MODES)}", m, f"write mode: {MODES[0]}"))
     if "strength" not in e and mine is None:
         problems.append(problem(f"{path}.strength", f"{where} its strength must be given", None, "write strength: 30"))
-    strengths = _listed(e["strength"]) if "strength" in e else [mine.strength] if mine else []
-    where_s = [f"{path}.strength[{j}]" if isinstance(e.get("strength"), list) else f"{path}.strength" for j in range(len(strengths))]
-    strengths = [s for s, w in zip(strengths, where_s) if check_finite(problems, w, s, 30.0)]
+    strengths = _strengths(e, path, [mine.strength] if mine else [], 30.0, problems)
     label = e.get("label", mine.label if mine else None)
     params = e.get("params") or {}
     if not isinstance(params, Mapping):
@@ -289,10 +295,7 @@ def _vector_feature(e: Mapping, path: str, lexicon: int, problems: list[str]):
                                     "row to read)", m, "write mode: add"))
     if "strength" not in e:
         problems.append(problem(f"{path}.strength", "a concept vector's strength must be given", None, "write strength: 40"))
-    strengths = _listed(e.get("strength", []))
-    where_s = [f"{path}.strength[{j}]" if isinstance(e.get("strength"), list) else f"{path}.strength"
-               for j in range(len(strengths))]
-    strengths = [s for s, w in zip(strengths, where_s) if check_finite(problems, w, s, 40.0)]
+    strengths = _strengths(e, path, [], 40.0, problems)
     for m in modes:
         for st in strengths:
             if m in MODES and (why := strength_problem(m, float(st))) is not None:
