@@ -79,9 +79,12 @@ def test_generated_concept_vector_is_repeatable_and_steers_toward_the_phrase(eng
     torch.testing.assert_close(a.direction, b.direction)  # the recipe is enough: a share link rebuilds it
     from steering.steer.plan import Edit, SteeringPlan
 
+    from dataclasses import replace
+
     plan = SteeringPlan({15: [Edit("add", a.direction, 0.35 * engine.typical_norm(15))]})
-    answer = engine.chat("Tell me about your weekend.", plan=plan)
-    plain = engine.chat("Tell me about your weekend.")
+    short = replace(engine.config.generation, max_new_tokens=24)
+    answer = engine.chat("Tell me about your weekend.", plan=plan, settings=short)
+    plain = engine.chat("Tell me about your weekend.", settings=short)
     assert answer != plain
 
 

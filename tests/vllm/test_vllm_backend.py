@@ -72,23 +72,28 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_greedy_tokens_equal_the_transformers_backend(case, hf_engine, vllm_engine, greedy):
-    plan = CASES[case](hf_engine)
-    expected = answer(hf_engine, plan, greedy).tokens
-    got = answer(vllm_engine, plan, greedy).tokens
-    assert len(expected) == 32 and got == expected, (hf_engine.tokenizer.decode(expected), hf_engine.tokenizer.decode(got))
-
-
 @pytest.fixture(scope="module")
-def unsteered(hf_engine, greedy):
-    return answer(hf_engine, None, greedy).tokens
+def parity(hf_engine, vllm_engine, greedy):
+    """Every case's greedy answer on each backend, all cases in one batch per backend, each row steered by its own
+    plan. A row of a batch equals its request alone on both (tests/integration/test_batching.py for transformers,
+    `test_eight_concurrent_configs_each_equal_their_solo_answer` here for vLLM)."""
+    plans = {case: make(hf_engine) for case, make in CASES.items()}
+    answers = {}
+    for name, engine in (("transformers", hf_engine), ("vllm", vllm_engine)):
+        rows = {case: engine.request(PROMPT, plan, greedy) for case, plan in plans.items()}
+        engine.run_now(list(rows.values()))
+        answers[name] = rows
+    return answers
 
 
-@pytest.mark.parametrize("case", list(NEW_OPERATORS))
-def test_each_new_operator_changes_the_answer(case, hf_engine, greedy, unsteered):
-    """So that their parity above compares steered answers, not two unsteered ones."""
-    assert answer(hf_engine, NEW_OPERATORS[case](hf_engine), greedy).tokens != unsteered
+@pytest.mark.parametrize("case", list(CASES))
+def test_greedy_tokens_equal_the_transformers_backend(case, parity, hf_engine):
+    ref, row = parity["transformers"][case], parity["vllm"][case]
+    assert ref.error is None and row.error is None, (ref.error, row.error)
+    expected, got = ref.tokens, row.tokens
+    assert len(expected) == 32 and got == expected, (hf_engine.tokenizer.decode(expected), hf_engine.tokenizer.decode(got))
+    if case in NEW_OPERATORS:  # so that their parity compares steered answers, not two unsteered ones
+        assert expected != parity["transformers"]["unsteered"].tokens, f"{case} left the answer unchanged"
 
 
 def test_steering_changes_the_answer(hf_engine, vllm_engine, greedy):
@@ -171,6 +176,7 @@ def test_prefix_cache_never_crosses_steering(hf_engine, vllm_engine, greedy):
         f"On day {i} I woke early, read the paper, walked to the shop on the corner and wrote a letter to a friend."
         for i in range(1, 9)) + " Describe a quiet morning in a small town, in a few sentences.")
     food = steer(vllm_engine, {"L15:15305": 30}, "clamp")
+    greedy = replace(greedy, max_new_tokens=12)  # the prompt's blocks are what is checked, not a long answer
     expected = {name: answer(hf_engine, plan, greedy, prompt).tokens for name, plan in (("plain", None), ("steer", food))}
     runs = [(name, answer(vllm_engine, plan, greedy, prompt))
             for name, plan in (("plain", None), ("steer", food), ("plain", None), ("steer", food))]
@@ -232,6 +238,9 @@ def test_tensor_parallel_from_the_config_gives_the_same_tokens(configs, hf_engin
     monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "|".join(str(i % cores) for i in range(3)))  # one NUMA node here
     with Engine.from_config(replace(configs[1], vllm=VLLMSettings(max_model_len=512, kv_cache_gib=1,
                                                                    tensor_parallel_size=3))) as tp:
-        for case in ("pin (TopK SAE)", "clamp", "two layers"):
-            plan = CASES[case](hf_engine)
-            assert answer(tp, plan, greedy).tokens == answer(hf_engine, plan, greedy).tokens, case
+        cases = ("pin (TopK SAE)", "clamp", "two layers")
+        plans = [CASES[case](hf_engine) for case in cases]
+        rows = [tp.request(PROMPT, plan, greedy) for plan in plans]
+        tp.run_now(rows)  # one batch: every rank steers each row by its own plan
+        for case, plan, row in zip(cases, plans, rows):
+            assert row.error is None and row.tokens == answer(hf_engine, plan, greedy).tokens, case
