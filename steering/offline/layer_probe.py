@@ -285,9 +285,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {"layers": {}}
+    held = sorted({*map(int, results["layers"]), *layers})
     results.update(tokens=args.tokens, epochs=args.epochs, n_prompts=args.n_prompts,
                    max_new_tokens=args.max_new_tokens, corpus_manifest=_manifest(args.corpus),
-                   command=rerun_command(argv if argv is not None else sys.argv[1:]))
+                   command=rerun_command(argv if argv is not None else sys.argv[1:], held))
 
     def save() -> None:
         path.write_text(json.dumps(results, indent=1))
@@ -327,16 +328,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(markdown(results))
 
 
-def rerun_command(argv: Sequence[str]) -> str:
-    """The command line that reruns the whole probe: `--steps` only splits one run into parts, so it is left out."""
-    args, skip = [], False
+def rerun_command(argv: Sequence[str], layers: Sequence[int] | None = None) -> str:
+    """The command line that reruns the whole probe: `--steps` only splits one run into parts, so it is left out;
+    `--layers` names `layers` (every layer the results hold, when a run added to earlier ones) if given."""
+    args, skip = [], None
     for a in argv:
-        if skip:
-            skip = False
-        elif a == "--steps":
-            skip = True
+        if skip == "--steps":
+            skip = None
+        elif skip == "--layers":
+            skip = None
+            args.append(",".join(map(str, layers)) if layers else a)
+        elif a in ("--steps", "--layers"):
+            skip = a
+            if a == "--layers":
+                args.append(a)
+        elif a.startswith("--layers=") and layers:
+            args.append("--layers=" + ",".join(map(str, layers)))
         elif not a.startswith("--steps="):
             args.append(a)
+    if layers and not any(a == "--layers" or a.startswith("--layers=") for a in argv):
+        args += ["--layers", ",".join(map(str, layers))]
     return portable(" ".join(["python -m steering.offline.layer_probe", *args]))
 
 

@@ -55,6 +55,16 @@ def test_the_recorded_command_reruns_the_whole_probe():
     assert layer_probe.rerun_command(argv) == "python -m steering.offline.layer_probe --corpus c --layers 18,22"
 
 
+def test_a_run_that_adds_layers_records_a_command_for_all_of_them():
+    """A screen of 22 and 26 added to results that hold 18 as well: the command reruns all three."""
+    held = [18, 22, 26]
+    base = "python -m steering.offline.layer_probe --corpus c"
+    assert layer_probe.rerun_command(["--corpus", "c", "--layers", "22,26", "--steps", "screen"], held) == \
+        f"{base} --layers 18,22,26"
+    assert layer_probe.rerun_command(["--corpus", "c", "--layers=22,26"], held) == f"{base} --layers=18,22,26"
+    assert layer_probe.rerun_command(["--corpus", "c"], held) == f"{base} --layers 18,22,26"
+
+
 def test_written_paths_name_the_home_folder_as_tilde(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     argv = ["--corpus", f"{tmp_path}/.cache/steering/corpus-wide", "--out", "benchmarks/runs/layer_probe"]
