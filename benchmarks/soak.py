@@ -1,4 +1,4 @@
-"""Memory soak of the app as visitors use it: `python benchmarks/soak.py [--chats 320] [--tokens 24]`.
+"""Memory soak of the app as visitors use it: `python benchmarks/soak.py [--chats 600] [--tokens 24]`.
 
 Starts `python app.py` on a free loopback port with the shipped demo (`demo.yaml`: the embedded SmolLM2, the
 shipped SAE, batching on) and runs chats one after another, in four kinds that take turns:
@@ -11,7 +11,7 @@ shipped SAE, batching on) and runs chats one after another, in four kinds that t
 Page events go through gradio_client by their event index, as the browser sends them, each from a new session
 (a new visitor). After every chat the app's resident memory (RSS), its threads and its open files are read from
 /proc (psutil). Writes `benchmarks/results/soak.json`: the series and the growth over the last 200 chats (the
-target: under 10 MiB). Answers are short (`--tokens`, 24 by default) so 300+ chats take well under an hour on
+target: under 10 MiB). Answers are short (`--tokens`, 24 by default) so 600 chats take about 66 minutes on
 two shared CPU cores; memory per chat does not depend on the answer's length beyond the KV cache, which is freed.
 """
 
@@ -132,7 +132,7 @@ def summary(series: list[dict], last: int) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--chats", type=int, default=320)
+    p.add_argument("--chats", type=int, default=600, help="enough to pass the climb while sessions fill up (about 220 chats)")
     p.add_argument("--tokens", type=int, default=24)
     p.add_argument("--config", default=str(ROOT / "demo.yaml"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "soak.json"))
