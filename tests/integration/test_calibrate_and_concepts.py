@@ -77,9 +77,9 @@ def test_generated_concept_vector_is_repeatable_and_steers_toward_the_phrase(eng
     a = build_concept_vector(engine, "dogs", 15, n=2, max_new_tokens=12)
     b = build_concept_vector(engine, "dogs", 15, n=2, max_new_tokens=12)
     torch.testing.assert_close(a.direction, b.direction)  # the recipe is enough: a share link rebuilds it
-    from steering.steer.plan import Edit, SteeringPlan
-
     from dataclasses import replace
+
+    from steering.steer.plan import Edit, SteeringPlan
 
     plan = SteeringPlan({15: [Edit("add", a.direction, 0.35 * engine.typical_norm(15))]})
     short = replace(engine.config.generation, max_new_tokens=24)
