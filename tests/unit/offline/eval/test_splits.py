@@ -16,7 +16,7 @@ def probe_prompts() -> set[str]:
 
 
 def test_every_split_has_a_version_a_role_and_distinct_prompts():
-    assert [s.name for s in REPORTS] == ["report", "report2", "report3", "report4"]
+    assert [s.name for s in REPORTS] == ["report", "report2", "report3", "report4", "report5"]
     for s in REPORTS + PICKS:
         assert s.version >= 1 and s.round >= 1 and s.ref == f"{s.name}@{s.version}"
         assert len(set(s.prompts)) == len(s.prompts) >= 24
