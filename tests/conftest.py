@@ -107,3 +107,18 @@ def pytest_collection_modifyitems(config, items):
     if misplaced:
         raise pytest.UsageError("tests/unit must stay model-free; move these to tests/integration or tests/app:\n  "
                                 + "\n  ".join(misplaced))
+    from tests.background_suite import NODE
+
+    items.sort(key=lambda item: item.nodeid == NODE)  # stable: the vLLM suite's wait comes last
+
+
+def pytest_collection_finish(session):
+    from tests.background_suite import start_if_selected
+
+    start_if_selected(session)
+
+
+def pytest_unconfigure(config):
+    from tests.background_suite import stop_if_started
+
+    stop_if_started(config)

@@ -37,11 +37,11 @@ def test_chat_streams_a_steered_answer_equal_to_the_engine_s(client, vllm_engine
 def test_cancel_stops_the_engine_request(client, vllm_engine):
     llm = vllm_engine.backend.engine.llm
     job = client.submit(PROMPT, None, None, "own", None, 400, 0.0, api_name="/chat")
-    deadline = time.time() + 60
+    deadline = time.time() + 300
     while not job.outputs() and time.time() < deadline:
         time.sleep(0.05)
     job.cancel()
-    deadline = time.time() + 10
+    deadline = time.time() + 120
     while (llm.output_processor.get_num_unfinished_requests() or vllm_engine.active_requests) and time.time() < deadline:
         time.sleep(0.05)
     assert llm.output_processor.get_num_unfinished_requests() == 0 and vllm_engine.active_requests == 0
