@@ -127,7 +127,7 @@ def markdown(record: dict) -> str:
         round_ = split(ref).round
     except DataError:
         round_ = "?"
-    rule = (f"Round {round_}, on {ref}: a pick split (the round's report split untouched). "
+    rule = (f"On {ref}, a pick split written for round {round_} (no report split used). "
             "Rule: per concept, the run on the most prompts with the largest margin, min((inclusion - 70%) / 6 pts, "
             "(2 - fluency ratio) / 0.12); a negative margin is below target." if margin_rule else
             f"Default-feature screening on {ref} (report split untouched). Rule: inclusion (tight lexicon) "

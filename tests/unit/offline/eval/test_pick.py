@@ -104,7 +104,7 @@ def test_second_round_picks_the_largest_margin_and_marks_misses():
     p = picks(runs + miss, "margin")
     assert p["dogs"]["strength"] == 24 and not p["dogs"]["below_target"] and p["fear"]["below_target"]
     md = markdown({"split": "pick2@1", "rule": "margin", "runs": runs + miss, "picked": p})
-    assert md.startswith("Round 2, on pick2@1") and "| fear | L15:2 add 30 (below target) | 61% | 2.10 |" in md
+    assert md.startswith("On pick2@1, a pick split written for round 2") and "| fear | L15:2 add 30 (below target) | 61% | 2.10 |" in md
 
 
 def test_flat_runs_give_one_row_per_setting_and_baseline_pooled_over_seeds():

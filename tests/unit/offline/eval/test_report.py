@@ -91,4 +91,4 @@ def test_a_pick_run_s_table_ends_with_the_rule_s_choice():
     r["picked"] = picks(flat_runs(r), "margin")
     table = result_markdown(r)
     assert table.startswith("Light screen: pick2@1 split")
-    assert "Round 2, on pick2@1" in table and "| music | L15:1 add 30 (below target) | 50% | 1.80 |" in table
+    assert "On pick2@1, a pick split written for round 2" in table and "| music | L15:1 add 30 (below target) | 50% | 1.80 |" in table
