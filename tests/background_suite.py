@@ -1,14 +1,15 @@
-"""tests/vllm as a background process of the main run: started when collection ends, read by
-tests/integration/test_vllm_suite.py at the end of the run.
+"""tests/vllm as a background process of the main run: started when collection ends (under pytest-xdist, when
+a worker has collected), read by tests/integration/test_vllm_suite.py at the end of the run.
 
-The suite is a process of its own anyway (it needs .venv-vllm), so it runs beside the other tiers at idle
-priority: it takes only the cores they leave free (the app tier uses under one of two on average), and the
-timed tests of the other tiers (Stop within a second) keep theirs. With STEERING_VLLM_INSTALL=1 (.ci/run sets
-it) the process first runs tools/install_vllm.sh, so a clean clone's venv is built in that spare time too.
+The suite is a process of its own anyway (it needs .venv-vllm), so it runs beside the other tests, at a lower
+priority and on one thread, so the timed tests of the other tiers (Stop within a second) come first. With
+STEERING_VLLM_INSTALL=1 (.ci/run sets it) the process first runs tools/install_vllm.sh, so a clean clone's venv
+is built beside the unit tier too.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -20,57 +21,86 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(os.environ.get("VLLM_VENV", ROOT / ".venv-vllm"))
 LOG = ROOT / "test-artifacts" / "vllm-suite.log"
+STATE = LOG.with_suffix(".json")  # when it started and its process group, for the process that waits
+CODE = LOG.with_suffix(".rc")  # its exit status, written as it ends
 NODE = "tests/integration/test_vllm_suite.py::test_the_vllm_backend_suite_passes_in_its_venv"
 TIMEOUT_S = 3600  # from the suite's start; it runs alone in about 300 s on two idle cores
 SUITE = pytest.StashKey["BackgroundSuite"]()
 # vLLM's own limits on a start and on a step (600 s and 300 s) assume a process that is never kept waiting; at idle
 # priority beside a busy tier it may be, for minutes. The suite's answers are checked, not its speed.
 STARVED_LIMITS = {"VLLM_ENGINE_READY_TIMEOUT_S": "3600", "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "3600"}
+# One OpenMP thread, on core 0: vLLM binds a thread to every core by default, and a bound thread that waits for a
+# core another process holds stalls the rest at each barrier.
+ONE_CORE = {"VLLM_CPU_OMP_THREADS_BIND": "0"}
 
 
-def _idle_priority() -> None:
-    """Runs in the child before exec: the lowest priority (nice 19), which still gets a small share of a busy
-    machine, where the scheduler's idle class may get none for minutes."""
-    os.nice(19)
+def _lower_priority() -> None:
+    """Runs in the child before exec: nice 5, a quarter of a test worker's weight. At nice 19 the suite got
+    almost nothing beside two busy xdist workers and ran for minutes after them; at nice 5 it ends inside
+    their time, and the timed tests (Stop within a second) still come first."""
+    os.nice(5)
 
 
 class BackgroundSuite:
-    """The tests/vllm process: started once, read once, killed with its children if the run ends first."""
+    """The tests/vllm process, started once by the process that collects (or, under pytest-xdist, schedules)
+    the run and killed with its children if the run ends first. It leaves its state in files, so the test
+    that reads it may run in another process (an xdist worker)."""
 
     def __init__(self, python: Path, install: bool):
         LOG.parent.mkdir(exist_ok=True)
         command = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/vllm"]
         if install:
             command = ["bash", "-c", 'bash tools/install_vllm.sh && exec "$@"', "install_vllm", *command]
-        self.started = time.monotonic()
+        command = ["bash", "-c", f'"$@"; echo $? > "{CODE}.part" && mv "{CODE}.part" "{CODE}"', "vllm_suite", *command]
         env = dict(os.environ, STEERING_VLLM_SUITE="1", VLLM_CPU_KVCACHE_SPACE="1", PYTHONPATH=str(ROOT),
-                   **STARVED_LIMITS)
+                   **STARVED_LIMITS, **ONE_CORE)
+        env.pop("PYTEST_XDIST_WORKER", None)
         with LOG.open("w") as log:
             self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         preexec_fn=_idle_priority, start_new_session=True)
-
-    def result(self, timeout_s: float) -> tuple[int, str]:
-        """The exit status and the whole output, once the suite has ended (at most `timeout_s` after its start)."""
-        try:
-            code = self.proc.wait(timeout=max(1.0, self.started + timeout_s - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            self.stop()
-            pytest.fail(f"tests/vllm ran past {timeout_s:.0f} s (its output so far: {LOG})")
-        return code, LOG.read_text()
+                                         preexec_fn=_lower_priority, start_new_session=True)
+        STATE.write_text(json.dumps({"started": time.time(), "pgid": self.proc.pid}))
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 9)
+            _kill(self.proc.pid)
             self.proc.wait()
 
 
-def start_if_selected(session) -> None:
-    """Called when collection ends: starts the suite in the background when this test is selected."""
+def _kill(pgid: int) -> None:
+    try:
+        os.killpg(pgid, 9)
+    except ProcessLookupError:
+        pass
+
+
+def forget_last_run() -> None:
+    """Before a run: no state of an earlier run may be read as this one's."""
+    for path in (STATE, CODE):
+        path.unlink(missing_ok=True)
+
+
+def started() -> bool:
+    return STATE.exists()
+
+
+def result(timeout_s: float) -> tuple[int, str]:
+    """The exit status and the whole output, once the suite has ended (at most `timeout_s` after its start)."""
+    state = json.loads(STATE.read_text())
+    while not CODE.exists():
+        if time.time() > state["started"] + timeout_s:
+            _kill(state["pgid"])
+            pytest.fail(f"tests/vllm ran past {timeout_s:.0f} s (its output so far: {LOG})")
+        time.sleep(1.0)
+    return int(CODE.read_text()), LOG.read_text()
+
+
+def start_if_selected(config, nodeids) -> None:
+    """Starts the suite in the background when its waiting test is among `nodeids` (once per run)."""
     python, install = VENV / "bin" / "python", os.environ.get("STEERING_VLLM_INSTALL") == "1"
-    if session.config.option.collectonly or not (install or python.exists()):
+    if config.option.collectonly or config.stash.get(SUITE, None) is not None or not (install or python.exists()):
         return
-    if any(item.nodeid == NODE for item in session.items):
-        session.config.stash[SUITE] = BackgroundSuite(python, install)
+    if NODE in {nodeid.split("@")[0] for nodeid in nodeids}:  # xdist's loadgroup adds "@group"
+        config.stash[SUITE] = BackgroundSuite(python, install)
 
 
 def stop_if_started(config) -> None:

@@ -22,6 +22,12 @@ if os.environ.get("STEERING_TEST_BACKEND") == "toy":  # the app tests on tests/t
     import tests.toy_backend  # noqa: F401  registers backend: toy for the engines they compare the app with
 
 
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # Under `-n 2` (the README's test command) each worker computes on its share of the cores: two workers of two
+    # threads each on two cores spend their time waiting on each other's threads (a sweep took 5 times as long).
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
+
 # tests/vllm runs only inside .venv-vllm, started by tests/integration/test_vllm_suite.py.
 collect_ignore = [] if os.environ.get("STEERING_VLLM_SUITE") == "1" else ["vllm"]
 
@@ -112,10 +118,32 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.nodeid == NODE)  # stable: the vLLM suite's wait comes last
 
 
+def _runs_the_suite(config) -> bool:
+    """The run's own process: not an xdist worker, nor the vLLM suite's process (which loads this file too)."""
+    return not hasattr(config, "workerinput") and os.environ.get("STEERING_VLLM_SUITE") != "1"
+
+
+def pytest_configure(config):
+    if _runs_the_suite(config):
+        from tests.background_suite import forget_last_run
+
+        forget_last_run()
+
+
 def pytest_collection_finish(session):
+    if not _runs_the_suite(session.config):  # under xdist the scheduling process starts it, once
+        return
     from tests.background_suite import start_if_selected
 
-    start_if_selected(session)
+    start_if_selected(session.config, {item.nodeid for item in session.items})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """Under pytest-xdist (`-n 2`): the scheduling process starts the vLLM suite once a worker has collected."""
+    from tests.background_suite import start_if_selected
+
+    start_if_selected(node.config, set(ids))
 
 
 def pytest_unconfigure(config):

@@ -110,7 +110,7 @@ def test_a_light_pick_screen_chooses_a_setting_per_concept(tmp_path, engine):
     assert (pick["key"], pick["n_prompts"]) == ("L15:8241", 2) and pick["strength"] in (10.0, 40.0)
     assert all(set(row) >= {"lexicon", "nll", "tokens", "ppl_ratio"} for row in r["features"][0]["runs"][0]["rows"])
     table = (tmp_path / "screen" / "table.md").read_text()
-    assert table.startswith("Light screen: pick3@1 split") and "Round 3, on pick3@1" in table
+    assert table.startswith("Light screen: pick3@1 split") and "On pick3@1, a pick split written for round 3 (no report split used)" in table
     assert (tmp_path / "screen" / "plot.png").stat().st_size > 0
 
 
