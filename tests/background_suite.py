@@ -34,13 +34,6 @@ STARVED_LIMITS = {"VLLM_ENGINE_READY_TIMEOUT_S": "3600", "VLLM_EXECUTE_MODEL_TIM
 ONE_CORE = {"VLLM_CPU_OMP_THREADS_BIND": "0"}
 
 
-def _lower_priority() -> None:
-    """Runs in the child before exec: nice 5, a quarter of a test worker's weight. At nice 19 the suite got
-    almost nothing beside two busy xdist workers and ran for minutes after them; at nice 5 it ends inside
-    their time, and the timed tests (Stop within a second) still come first."""
-    os.nice(5)
-
-
 class BackgroundSuite:
     """The tests/vllm process, started once by the process that collects (or, under pytest-xdist, schedules)
     the run and killed with its children if the run ends first. It leaves its state in files, so the test
@@ -48,7 +41,11 @@ class BackgroundSuite:
 
     def __init__(self, python: Path, install: bool):
         LOG.parent.mkdir(exist_ok=True)
-        command = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/vllm"]
+        # nice 5, a quarter of a test worker's weight: at nice 19 the suite got almost nothing beside two busy xdist
+        # workers and ran for minutes after them; at nice 5 it ends inside their time, and the timed tests (Stop
+        # within a second) still come first. The venv's build is mostly one thread of unpacking and runs at the
+        # tests' own priority, or it alone would take half the run.
+        command = ["nice", "-n", "5", str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/vllm"]
         if install:
             command = ["bash", "-c", 'bash tools/install_vllm.sh && exec "$@"', "install_vllm", *command]
         command = ["bash", "-c", f'"$@"; echo $? > "{CODE}.part" && mv "{CODE}.part" "{CODE}"', "vllm_suite", *command]
@@ -57,7 +54,7 @@ class BackgroundSuite:
         env.pop("PYTEST_XDIST_WORKER", None)
         with LOG.open("w") as log:
             self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         preexec_fn=_lower_priority, start_new_session=True)
+                                         start_new_session=True)
         STATE.write_text(json.dumps({"started": time.time(), "pgid": self.proc.pid}))
 
     def stop(self) -> None:
