@@ -26,8 +26,8 @@ CODE = LOG.with_suffix(".rc")  # its exit status, written as it ends
 NODE = "tests/integration/test_vllm_suite.py::test_the_vllm_backend_suite_passes_in_its_venv"
 TIMEOUT_S = 3600  # from the suite's start; it runs alone in about 300 s on two idle cores
 SUITE = pytest.StashKey["BackgroundSuite"]()
-# vLLM's own limits on a start and on a step (600 s and 300 s) assume a process that is never kept waiting; at idle
-# priority beside a busy tier it may be, for minutes. The suite's answers are checked, not its speed.
+# vLLM's own limits on a start and on a step (600 s and 300 s) assume a process that is never kept waiting; at nice 5
+# beside two busy test workers it may be, for minutes. The suite's answers are checked, not its speed.
 STARVED_LIMITS = {"VLLM_ENGINE_READY_TIMEOUT_S": "3600", "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "3600"}
 # One OpenMP thread, on core 0: vLLM binds a thread to every core by default, and a bound thread that waits for a
 # core another process holds stalls the rest at each barrier.
@@ -51,7 +51,6 @@ class BackgroundSuite:
         command = ["bash", "-c", f'"$@"; echo $? > "{CODE}.part" && mv "{CODE}.part" "{CODE}"', "vllm_suite", *command]
         env = dict(os.environ, STEERING_VLLM_SUITE="1", VLLM_CPU_KVCACHE_SPACE="1", PYTHONPATH=str(ROOT),
                    **STARVED_LIMITS, **ONE_CORE)
-        env.pop("PYTEST_XDIST_WORKER", None)
         with LOG.open("w") as log:
             self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
