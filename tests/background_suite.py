@@ -95,7 +95,7 @@ def start_if_selected(config, nodeids) -> None:
     python, install = VENV / "bin" / "python", os.environ.get("STEERING_VLLM_INSTALL") == "1"
     if config.option.collectonly or config.stash.get(SUITE, None) is not None or not (install or python.exists()):
         return
-    if NODE in {nodeid.split("@")[0] for nodeid in nodeids}:  # xdist's loadgroup adds "@group"
+    if NODE in nodeids:
         config.stash[SUITE] = BackgroundSuite(python, install)
 
 

@@ -28,7 +28,7 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 
-# tests/vllm runs only inside .venv-vllm, started by tests/integration/test_vllm_suite.py.
+# tests/vllm runs only inside .venv-vllm, in the background process of tests/background_suite.py.
 collect_ignore = [] if os.environ.get("STEERING_VLLM_SUITE") == "1" else ["vllm"]
 
 
