@@ -49,7 +49,7 @@ def layer_activations(model, batch_windows: Sequence[Sequence[int]], layer: int 
 
 def cache_activations(model, tokenizer, docs: Iterable[dict], layer: int | Sequence[int], folder: Path | Mapping[int, Path],
                       ctx: int = 256, batch_size: int = 16, shard_tokens: int = 262_144, max_tokens: int | None = None,
-                      progress: bool = True, shuffle: bool = False) -> dict:
+                      progress: bool = True, shuffle: bool = False, compute_dtype: torch.dtype | None = None) -> dict:
     """Store layer activations of `docs` in fp16 shards under `folder` (resumable by shard).
 
     Files: `windows.safetensors` (all window ids, flattened, with offsets), `shard_NNNNN.safetensors`
@@ -57,7 +57,11 @@ def cache_activations(model, tokenizer, docs: Iterable[dict], layer: int | Seque
     Several layers (`layer` a list, `folder` a mapping layer -> folder) come from one forward pass up to the
     deepest: caching five candidate layers costs about what the deepest alone does. Windows are taken in a
     seeded random order with `max_tokens` or `shuffle`, so the first shards are already a fair sample.
+    `compute_dtype` (bfloat16) runs the forward pass under autocast: matrix products in that type, the rest in
+    the model's own; a cache is computed one way throughout (`caching.json` records it, and a resume checks it).
     """
+    import contextlib
+
     from tqdm import tqdm
 
     from steering.offline.corpus import document_ids
@@ -70,6 +74,14 @@ def cache_activations(model, tokenizer, docs: Iterable[dict], layer: int | Seque
     if all(m.exists() for m in metas.values()):
         found = {at: json.loads(m.read_text()) for at, m in metas.items()}
         return found[layer] if isinstance(layer, int) else found
+    compute = {"compute_dtype": str(compute_dtype or "model").replace("torch.", "")}
+    for f in folders.values():
+        record = f / "caching.json"
+        if record.exists() and json.loads(record.read_text()) != compute:
+            raise ValueError(f"compute_dtype: the cache in {f.name} was begun with {record.read_text().strip()}, not "
+                             f"{compute}; resume it the same way, or cache into a new folder")
+        record.write_text(json.dumps(compute))
+    autocast = (lambda: torch.autocast(model.device.type, dtype=compute_dtype)) if compute_dtype else contextlib.nullcontext
     first = folders[layers[0]]
     wins_path = first / "windows.safetensors"
     if wins_path.exists():
@@ -122,7 +134,8 @@ def cache_activations(model, tokenizer, docs: Iterable[dict], layer: int | Seque
         win_idx, pos = [], []
         for b in range(0, len(order), batch_size):
             idx = order[b : b + batch_size]
-            got = layer_activations(model, [wins[i] for i in idx], layers, pad)
+            with autocast():
+                got = layer_activations(model, [wins[i] for i in idx], layers, pad)
             for row, i in enumerate(idx):
                 n = len(wins[i])
                 for at in layers:
@@ -138,7 +151,7 @@ def cache_activations(model, tokenizer, docs: Iterable[dict], layer: int | Seque
     bar.close()
     out = {}
     for at, f in folders.items():
-        meta = {"layer": at, "ctx": ctx, "windows": len(wins), "tokens": total, "shards": len(shards),
+        meta = {"layer": at, "ctx": ctx, "windows": len(wins), "tokens": total, "shards": len(shards), **compute,
                 "d": d if d is not None else int(load_file(str(f / "shard_00000.safetensors"))["acts"].shape[-1])}
         metas[at].write_text(json.dumps(meta, indent=2))
         out[at] = meta

@@ -134,21 +134,6 @@ def write_config(layer: int, root: Path, out: Path, base: str = "demo.yaml") -> 
     return path
 
 
-def candidates(engine, cards, concept, layer: int, norm: float, n: int) -> list[dict]:
-    """The concept's best `n` features by live output score among label matches and the differential top."""
-    from steering.inspection.concept_rank import rank_concept
-    from steering.inspection.concepts import concept_prompt_sets
-    from steering.offline.eval.pick import label_candidates
-
-    matched = label_candidates(cards, concept.words, n=12)
-    pos, neg = concept_prompt_sets(concept.probe_subjects[0])
-    diff = [r.index for r in engine.differential(pos, neg, n=12, chat=False, layer=layer)]
-    pool = list(dict.fromkeys(matched + diff))
-    ranked = rank_concept(engine.backend, layer, engine.sae(layer).W_dec.float(), pool, concept.name, norm)
-    return [{"index": r.index, "live_output": r.score, "label": cards.label(r.index), "matched": r.index in matched}
-            for r in ranked[:n]]
-
-
 def screen_layer(config: Path, layer: int, n_candidates: int, n_prompts: int, max_new_tokens: int,
                  record: dict, save) -> None:
     """Steer every concept's candidates at `SETTINGS`; runs already in `record` are kept."""
@@ -156,6 +141,7 @@ def screen_layer(config: Path, layer: int, n_candidates: int, n_prompts: int, ma
     from steering.engine import Engine
     from steering.inspection.cards import load_feature_cards
     from steering.offline.eval.answers import Answers, AnswerStore, shared_dir
+    from steering.offline.eval.candidates import candidates
     from steering.offline.eval.grades import fluency_ratio
     from steering.offline.eval.lexicons import concept as tight
     from steering.offline.eval.scorer import LightScorer

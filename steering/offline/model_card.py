@@ -40,7 +40,7 @@ def model_card(folder: Path, manifest: dict | None = None) -> str:
         f"{'met' if h['fve'] >= 0.95 else 'not met'} |",
         f"| variance explained, uncentred (1 - error / mean square) | {h['fve_uncentered']:.4f} | >= 0.95: "
         f"{'met' if h['fve_uncentered'] >= 0.95 else 'not met'} |",
-        f"| loss recovered | {h['loss_recovered']:.4f} | >= 0.97 |",
+        f"| loss recovered | {h['loss_recovered']:.4f} | >= 0.97: {'met' if h['loss_recovered'] >= 0.97 else 'not met'} |",
         f"| CE clean -> spliced (increase) | {h['ce_clean']:.3f} -> {h['ce_spliced']:.3f} nats (+{h['ce_increase']:.3f}) | |",
         f"| CE with the residual mean-ablated | {h['ce_mean_ablated']:.3f} nats | |",
         f"| L0 (features active per token) | {h['l0']:.1f} | |",
@@ -62,11 +62,17 @@ def model_card(folder: Path, manifest: dict | None = None) -> str:
         "## Training",
         "",
     ]
+    profile = (manifest or {}).get("profile")
+    corpus_build = f" --profile {profile} --out ~/.cache/steering/corpus-{profile}" if profile and profile != "layer15" else ""
+    corpus_arg = f" --corpus ~/.cache/steering/corpus-{profile}" if corpus_build else ""
     if train:
         previous = train.get("initialised_from")
         runs = [previous, train] if previous and "steps" in previous else [train]
+        computed = train.get("cache_compute_dtype", "model")
         lines.append(f"- activations: {train['cache_tokens']:,} positions of layer {train['layer']} residuals in "
-                     f"windows of {train['ctx']} tokens, cached in fp16")
+                     f"windows of {train['ctx']} tokens, cached in fp16"
+                     + (f" (the forward pass's matrix products in {computed}, under autocast; the quality figures above "
+                        "read float32 residuals)" if computed != "model" else ""))
         for i, run in enumerate(runs):
             rc = run.get("config", {})
             what = f"stage {i + 1}: " if len(runs) > 1 else ""
@@ -87,20 +93,23 @@ def model_card(folder: Path, manifest: dict | None = None) -> str:
             "Commands (the first caches every training window's activations):",
             "",
             "```bash",
-            "python -m steering.offline.corpus",
-            f"python -m steering.offline.train --model {cfg['model_name']} --layer {cfg['hook_layer']} --out {rel} --cache-only",
+            f"python -m steering.offline.corpus{corpus_build}",
+            f"python -m steering.offline.train --model {cfg['model_name']} --layer {cfg['hook_layer']}{corpus_arg} "
+            + (f"--cache-only --shuffle --compute-dtype {computed}" if computed != "model" else f"--out {rel} --cache-only"),
         ]
         for i, run in enumerate(runs):
             rc = run.get("config", {})
             out = f"{rel}-stage1" if i == 0 and len(runs) > 1 else rel
             init = f" --init-from {rel}-stage1" if i == 1 else ""
             lines.append(
-                f"python -m steering.offline.train --model {cfg['model_name']} --layer {cfg['hook_layer']} --use-cached "
+                f"python -m steering.offline.train --model {cfg['model_name']} --layer {cfg['hook_layer']}{corpus_arg} --use-cached "
                 f"--max-tokens {run['cache_tokens']} --d-sae {cfg['d_sae']} --k {cfg['k']} --epochs {rc.get('epochs')} "
                 f"--lr {rc.get('lr')}{init} --out {out}")
         lines += [
-            f"python -m steering.offline.quality {rel}",
-            f"python -m steering.offline.contexts {rel}",
+            *([f"python -m steering.offline.heldout{corpus_arg} --layer {cfg['hook_layer']}"] if corpus_arg else []),
+            f"python -m steering.offline.quality {rel}{corpus_arg}",
+            *([f"python -m steering.offline.feature_stats {rel}{corpus_arg}"] if corpus_arg else []),
+            f"python -m steering.offline.contexts {rel}{corpus_arg}",
             "```",
             "",
         ]

@@ -226,6 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--use-cached", action="store_true",
                    help="train on the shards already in the cache, even if caching was stopped early")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--compute-dtype", default=None, choices=["bfloat16"],
+                   help="when caching: run the model's matrix products in this type (autocast; about 3x faster on a "
+                        "CPU with AMX, residuals within about 1%% of float32's)")
     p.add_argument("--init-from", type=Path, default=None,
                    help="start from this trained TopK SAE folder (same --d-sae and --k) instead of a random one")
     p.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after this many steps")
@@ -236,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(**{f: getattr(args, f) for f in TrainConfig.__dataclass_fields__})
+    compute_dtype = getattr(torch, args.compute_dtype) if args.compute_dtype else None
     if args.out is None and not args.cache_only:
         p.error("--out: give the folder the SAE goes to (or --cache-only to stop after caching)")
     if len(args.layer) > 1:
@@ -246,18 +250,21 @@ def main(argv: list[str] | None = None) -> None:
         folders = {at: default_cache_dir(args.model, at, args.corpus, "train") for at in args.layer}
         print("caching activations to " + ", ".join(map(str, folders.values())), flush=True)
         cache_activations(model, tok, read_documents(args.corpus / "train.jsonl"), args.layer, folders, ctx=args.ctx,
-                          max_tokens=args.max_tokens, shuffle=args.shuffle)
+                          max_tokens=args.max_tokens, shuffle=args.shuffle, compute_dtype=compute_dtype)
         return
     args.layer = args.layer[0]
     cache = args.cache or default_cache_dir(args.model, args.layer, args.corpus, "train")
     if args.use_cached:  # train on the shards cached so far (a cache stopped early), or their first --max-tokens
         acts = load_cache(cache, args.max_tokens)["acts"]
         meta_train = {"tokens": len(acts), "partial": not (cache / "meta.json").exists()}
+        if (cache / "caching.json").exists():
+            meta_train.update(json.loads((cache / "caching.json").read_text()))
     else:
         model, tok = load_model(args.model, device=args.device, dtype="float32" if args.device in ("cpu", "auto") else "auto")
         print(f"caching activations to {cache}", flush=True)
         meta_train = cache_activations(model, tok, read_documents(args.corpus / "train.jsonl"), args.layer, cache,
-                                       ctx=args.ctx, max_tokens=args.max_tokens, shuffle=args.shuffle)
+                                       ctx=args.ctx, max_tokens=args.max_tokens, shuffle=args.shuffle,
+                                       compute_dtype=compute_dtype)
         del model
         if args.cache_only:
             return
@@ -285,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     sae.save(args.out, dtype=getattr(torch, args.dtype))
     info = {"config": asdict(cfg), "model": args.model, "layer": args.layer, "ctx": args.ctx,
             "cache": str(cache), "cache_tokens": meta_train["tokens"], "cache_partial": bool(meta_train.get("partial")),
+            "cache_compute_dtype": meta_train.get("compute_dtype", "model"),
             "input_scale": history["scale"], "sink_norm_threshold": history["sink_threshold"],
             "positions_trained_on": history["positions"],
             "steps": history["steps"], "tokens_trained": history["tokens_trained"], "seconds": history["seconds"],

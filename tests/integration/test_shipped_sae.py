@@ -1,4 +1,4 @@
-"""The shipped SAE for SmolLM2-135M-Instruct layer 15: it loads, its quality figures hold, and its
+"""The shipped SAEs for SmolLM2-135M-Instruct (layers 15 and 26): each loads, its quality figures hold, and the
 default demo features steer the model toward their concepts."""
 
 import json
@@ -17,26 +17,32 @@ from steering.offline.quality import (
 from steering.sae import load_sae
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLDER = ROOT / "saes" / "smollm2-135m-instruct" / "layer_15"
-pytestmark = pytest.mark.skipif(not (FOLDER / "cfg.json").exists(), reason="no shipped SAE")
+SHIPPED = ROOT / "saes" / "smollm2-135m-instruct"
+LAYERS = (15, 26)
 
 
-def test_shipped_sae_loads_as_topk_and_is_small():
-    sae = load_sae(FOLDER)
-    cfg = json.loads((FOLDER / "cfg.json").read_text())
+@pytest.mark.parametrize("layer", LAYERS)
+def test_shipped_sae_loads_as_topk_and_is_small(layer):
+    folder = SHIPPED / f"layer_{layer}"
+    sae = load_sae(folder)
+    cfg = json.loads((folder / "cfg.json").read_text())
     assert sae.activation == "topk" and sae.k == cfg["k"] and cfg["architecture"] == "topk"
-    assert sae.d_in == 576 and sae.d_sae == cfg["d_sae"] and cfg["hook_layer"] == 15
-    assert (FOLDER / "sae_weights.safetensors").stat().st_size < 50e6
+    assert sae.d_in == 576 and sae.d_sae == cfg["d_sae"] and cfg["hook_layer"] == layer
+    assert (folder / "sae_weights.safetensors").stat().st_size < 50e6
     torch.testing.assert_close(sae.W_dec.float().norm(dim=1), torch.ones(sae.d_sae), atol=2e-3, rtol=0)
-    assert (FOLDER / "README.md").exists()
+    for name in ("README.md", "quality.json", "training.json", "feature_stats.safetensors", "feature_contexts.json.gz",
+                 "mean_residual.safetensors", "heldout_sample.jsonl"):
+        assert (folder / name).exists(), name
 
 
-def test_stored_quality_matches_a_recomputation(smollm2):
+@pytest.mark.parametrize("layer", LAYERS)
+def test_stored_quality_matches_a_recomputation(smollm2, layer):
     model, tok = smollm2
-    quality = json.loads((FOLDER / "quality.json").read_text())
+    folder = SHIPPED / f"layer_{layer}"
+    quality = json.loads((folder / "quality.json").read_text())
     stored = quality["sample"]
-    got = evaluate_windows(model, load_sae(FOLDER), 15, windows_from_jsonl(tok, FOLDER / "heldout_sample.jsonl"),
-                           mean_residual_from(FOLDER), tok.pad_token_id, sink_threshold=sink_threshold_of(FOLDER))
+    got = evaluate_windows(model, load_sae(folder), layer, windows_from_jsonl(tok, folder / "heldout_sample.jsonl"),
+                           mean_residual_from(folder), tok.pad_token_id, sink_threshold=sink_threshold_of(folder))
     assert got["tokens"] == stored["tokens"]
     for key, tol in (("fve", 0.005), ("l0", 0.5), ("ce_clean", 0.01), ("ce_spliced", 0.02),
                      ("ce_mean_ablated", 0.05), ("loss_recovered", 0.01)):

@@ -52,7 +52,8 @@ def test_the_cache_holds_every_position_but_the_first_of_each_window(tiny_llama,
     expected_wins = windows((tok(d["text"], add_special_tokens=False)["input_ids"] for d in _docs()), 24)
     assert wins == expected_wins
     total = sum(len(w) - 1 for w in wins)
-    assert meta == {"layer": LAYER, "ctx": 24, "windows": len(wins), "tokens": total, "shards": meta["shards"], "d": 32}
+    assert meta == {"layer": LAYER, "ctx": 24, "windows": len(wins), "tokens": total, "shards": meta["shards"], "d": 32,
+                    "compute_dtype": "model"}
     assert meta["shards"] == len(list(tmp_path.glob("shard_*.safetensors"))) > 1
     assert json.loads((tmp_path / "meta.json").read_text()) == meta
     data = load_cache(tmp_path)
@@ -123,3 +124,24 @@ def test_shuffle_takes_every_window_in_a_seeded_order(tiny_llama, tmp_path):
     cache_activations(tiny_llama, tok, _docs(), LAYER, tmp_path / "mixed", ctx=24, progress=False, shuffle=True)
     plain, mixed = load_windows(tmp_path / "plain"), load_windows(tmp_path / "mixed")
     assert plain != mixed and sorted(plain) == sorted(mixed)
+
+
+def test_a_bfloat16_cache_holds_the_autocast_residuals_and_resumes_only_that_way(tiny_llama, tmp_path):
+    """`compute_dtype` runs the forward under autocast; the stored rows are that pass's residuals (not float32's,
+    which they stay close to), and a cache begun one way refuses to continue the other."""
+    tok = tiny_tokenizer()
+    meta = cache_activations(tiny_llama, tok, _docs(), LAYER, tmp_path, ctx=24, shard_tokens=100, progress=False,
+                             compute_dtype=torch.bfloat16)
+    assert meta["compute_dtype"] == "bfloat16"
+    assert json.loads((tmp_path / "caching.json").read_text()) == {"compute_dtype": "bfloat16"}
+    data, wins = load_cache(tmp_path), load_windows(tmp_path)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = {i: h for i, h in enumerate(layer_activations(tiny_llama, wins, LAYER, pad_id=0))}
+    exact = {i: _hidden(tiny_llama, w) for i, w in enumerate(wins)}
+    for row in range(0, len(data["acts"]), 5):
+        w, p = int(data["window"][row]), int(data["pos"][row])
+        torch.testing.assert_close(data["acts"][row].float(), expected[w][p].half().float(), rtol=2e-2, atol=2e-2)
+        assert torch.nn.functional.cosine_similarity(data["acts"][row].float(), exact[w][p], dim=0) > 0.99
+    (tmp_path / "meta.json").unlink()
+    with pytest.raises(ValueError, match="compute_dtype.*bfloat16.*resume it the same way"):
+        cache_activations(tiny_llama, tok, _docs(), LAYER, tmp_path, ctx=24, shard_tokens=100, progress=False)

@@ -20,6 +20,16 @@ def test_the_shipped_card_is_generated_from_the_shipped_files():
     assert model_card(SHIPPED) == _without_data_section((SHIPPED / "README.md").read_text()).rstrip("\n") + "\n"
 
 
+def test_the_layer_26_card_is_generated_from_its_files_and_names_the_wide_corpus_in_its_commands():
+    """Its corpus profile (from the manifest) puts `--corpus` and the bfloat16 cache in the commands."""
+    folder = SHIPPED.parent / "layer_26"
+    manifest = {"profile": "wide", "tokens": {"train": 0, "heldout": 0}, "sources": []}
+    card = model_card(folder, manifest)
+    assert _without_data_section(card) == _without_data_section((folder / "README.md").read_text())
+    assert "--corpus ~/.cache/steering/corpus-wide --cache-only --shuffle --compute-dtype bfloat16" in card
+    assert "python -m steering.offline.feature_stats saes/smollm2-135m-instruct/layer_26 --corpus" in card
+
+
 def test_sink_threshold_comes_from_the_cfg_metadata(tmp_path):
     cfg = json.loads((SHIPPED / "cfg.json").read_text())
     assert sink_threshold_of(SHIPPED) == float(cfg["metadata"]["sink_norm_threshold"])
