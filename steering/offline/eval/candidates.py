@@ -15,6 +15,7 @@ Only the pick split is read: the screen is a pick run, and `eval pick` refuses a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -146,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in names:
             found[name] = candidates(engine, cards, tight(name), args.layer, norm, args.n, pools, args.rank)
             print(name + ": " + ", ".join(f"#{r['index']} {r['label']!r}" for r in found[name]), flush=True)
-    rel = Path(__import__("os").path.relpath(base, args.out.resolve().parent))
+    rel = Path(os.path.relpath(base, args.out.resolve().parent))
     command = "python -m steering.offline.eval.candidates " + " ".join(argv if argv is not None else sys.argv[1:])
     args.out.write_text(render(args.name or args.out.stem, rel.as_posix(), args.split, args.n_prompts, args.layer,
                                norm, settings, found, command))
